@@ -1,0 +1,46 @@
+# abi-orchestration: `make help` lists the targets. Every target bootstraps .venv itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ABI := $(BIN)/abi
+STAMP := $(VENV)/.installed
+SOURCE ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install collect-rss status demo test lint bench clean
+
+help: ## List the targets with a one-line description
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@if command -v uv >/dev/null 2>&1; then \
+	  uv pip install --python $(BIN)/python -q -e '.[dev]'; \
+	else \
+	  $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'; \
+	fi
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv with the project and its dev tools (uv when present, else pip)
+
+collect-rss: $(STAMP) ## Collect every RSS source of abi.toml (SOURCE=name for one)
+	$(ABI) collect rss $(if $(SOURCE),--source $(SOURCE))
+
+status: $(STAMP) ## Show one row per source: last run, status, new items, age, stale mark
+	$(ABI) status
+
+demo: $(STAMP) ## Offline demo: local sample feeds, two collection runs, then the status
+	$(ABI) demo
+
+test: $(STAMP) ## Run the test suite
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP) ## Check the code with ruff
+	$(BIN)/ruff check .
+
+bench: $(STAMP) ## Run the benchmarks and print the numbers quoted in docs/benchmarks.md
+	$(BIN)/python tests/benchmarks/bench_rss.py
+
+clean: ## Remove .venv and caches (the datastore is kept)
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Bridges turn stored records into other forms (aggregates, RDF triples)."""

@@ -1,0 +1,136 @@
+"""`abi`: the typer app.
+
+Each command turns its options into one library call and maps typed errors to
+one line on stderr and an exit code (0 ok or skipped, 1 a run failed or was
+partial, 2 bad usage or configuration). Heavy libraries are imported inside
+the commands so that `abi --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+app = typer.Typer(
+    name="abi",
+    help="Collect, process and aggregate data for the ABI knowledge graph with small, idempotent jobs.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+collect_app = typer.Typer(help="Fetch from sources into the datastore.", no_args_is_help=True,
+                          rich_markup_mode=None)
+app.add_typer(collect_app, name="collect")
+
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="Configuration file (default: $ABI_CONFIG, else the nearest abi.toml).",
+    show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
+T = TypeVar("T")
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run a library call; typed errors become one line on stderr and an exit code."""
+    from storage.errors import AbiError
+
+    try:
+        return fn()
+    except AbiError as exc:
+        record = getattr(exc, "run_record", None)
+        suffix = f" (run {record['run_id']})" if record else ""
+        typer.echo(f"error: {exc}{suffix}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if os.environ.get("ABI_DEBUG"):
+            raise
+        typer.echo(f"error: unexpected {type(exc).__name__}: {exc} (set ABI_DEBUG=1 for the traceback)",
+                   err=True)
+        raise typer.Exit(1) from None
+
+
+def _exit_code(records: list[dict[str, Any]]) -> int:
+    return 1 if any(r["status"] in ("failed", "partial") for r in records) else 0
+
+
+@collect_app.command("rss")
+def collect_rss_cmd(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
+    module: Annotated[str | None, typer.Option("--module", "-m", help="Only sources of this module.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Also retry feeds marked gone (HTTP 410).")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for a running collection of the same source "
+                                                      "instead of recording this run as skipped.")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Fetch every feed of the RSS sources and store each new entry once, as one JSON file.
+
+    Feeds are fetched concurrently with conditional GET and retries; a feed that still
+    fails is reported and the others are stored (exit 1). Re-running writes nothing new.
+    """
+    from cli import render
+    from collectors.rss import collect_rss
+    from storage.config import load_config
+
+    cfg = _guard(lambda: load_config(config))
+    with render.feed_progress(enabled=not json_out) as progress:
+        records = _guard(lambda: collect_rss(config=cfg, source=source, module=module, force=force,
+                                             wait=wait, command=sys.argv[:], progress=progress))
+    render.run_records(records, as_json=json_out)
+    raise typer.Exit(_exit_code(records))
+
+
+@app.command("status")
+def status_cmd(
+    module: Annotated[str | None, typer.Option("--module", "-m", help="Only sources of this module.")] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """One row per source: last run and its status, new items, age, stale and failure marks."""
+    from cli import render
+    from storage.config import load_config
+    from storage.status import source_status
+
+    cfg = _guard(lambda: load_config(config))
+    rows = _guard(lambda: source_status(config=cfg, module=module))
+    render.status(rows, as_json=json_out)
+
+
+@app.command("demo")
+def demo_cmd(
+    datastore: Annotated[Path, typer.Option(help="Where the demo's datastore goes.")] = Path(
+        "storage/demo-datastore"),
+    rounds: Annotated[int, typer.Option(min=1, max=10, help="How many collection runs.")] = 2,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the news collection twice against local sample feeds (no internet) and show the status."""
+    from cli import render
+    from collectors.demo import run_demo
+
+    with render.feed_progress(enabled=not json_out) as progress:
+        result = _guard(lambda: run_demo(root=datastore, rounds=rounds, progress=progress))
+    render.demo(result, as_json=json_out)
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print the tool's version."""
+    from storage.runs import tool_version
+
+    typer.echo(tool_version())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Terminal and JSON rendering for the CLI: presentation only, no decisions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+_STYLE = {"success": "green", "partial": "yellow", "failed": "red", "skipped": "cyan", "never run": "dim"}
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+@contextmanager
+def feed_progress(*, enabled: bool) -> Iterator[Any]:
+    """A rich progress line on a terminal; nothing when output is piped or --json is set."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=_console(stderr=True),
+                  transient=True) as bar:
+        task = bar.add_task("feeds", total=None, last="")
+
+        def update(label: str, item: dict[str, Any]) -> None:
+            bar.update(task, advance=1, last=f"{label}: {item['status']}")
+
+        yield update
+
+
+def human_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    c = record["counts"]
+    if record["status"] == "skipped":
+        return f"{record['source']}: skipped: {record['reason']}"
+    parts = [f"{c.get('feeds', 0)} feeds", f"{c.get('new', 0)} new", f"{c.get('already_stored', 0)} already stored"]
+    if c.get("not_modified"):
+        parts.append(f"{c['not_modified']} not modified")
+    if c.get("errors"):
+        parts.append(f"{c['errors']} failed")
+    return (f"{record['source']}: {record['status']}: {', '.join(parts)} in {record['duration_s']:.2f}s "
+            f"(run {record['run_id']})")
+
+
+def run_records(records: list[dict[str, Any]], *, as_json: bool) -> None:
+    if as_json:
+        print_json(records[0] if len(records) == 1 else records)
+        return
+    out, err = _console(), _console(stderr=True)
+    for record in records:
+        out.print(summary_line(record), style=_STYLE.get(record["status"]), markup=False)
+        for item in record.get("items", []):
+            if item.get("error") and item["status"] in ("failed", "gone"):
+                err.print(f"  {item['feed']}: {item['error']}", markup=False)
+        for warning in record.get("warnings", []):
+            err.print(f"  warning: {warning}", markup=False)
+        if record.get("error") and record["status"] == "failed":
+            err.print(f"  error: {record['error']['message']}", markup=False)
+
+
+def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    if as_json:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("SOURCE", "MODULE", "KIND", "LAST RUN", "STATUS", "NEW", "AGE", "FAILS", "NOTE"):
+        table.add_column(col)
+    for row in rows:
+        when = row["last_run_at"]
+        when = datetime.fromisoformat(when.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%SZ") if when else "-"
+        note = "STALE" if row["stale"] else ""
+        if row["last_status"] in ("failed", "partial", "skipped") and row["last_reason"]:
+            note = (note + " " + row["last_reason"]).strip()
+        table.add_row(row["source"], row["module"], row["kind"], when, row["last_status"],
+                      "-" if row["new_items"] is None else str(row["new_items"]), human_age(row["age_s"]),
+                      str(row["consecutive_failures"]), note[:70], style=_STYLE.get(row["last_status"]))
+    _console().print(table)
+
+
+def demo(result: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    out = _console()
+    out.print(f"Served 15 sample feeds on 127.0.0.1; configuration written to {result['config']}", markup=False)
+    for i, record in enumerate(result["runs"], 1):
+        out.print(f"run {i}: " + summary_line(record), style=_STYLE.get(record["status"]), markup=False)
+    out.print(f"{result['requests']} HTTP requests in all; entries are in "
+              f"{result['datastore']}/core/modules/abi/orchestration/rss_feed/\n", markup=False)
+    status(result["status"], as_json=False)

@@ -1,0 +1,1 @@
+"""Collectors fetch from a source and yield records; storage/ writes them."""

@@ -1,0 +1,195 @@
+"""HTTP fetching shared by the collectors: conditional GET, retries, size cap.
+
+Retries use tenacity with exponential back-off and jitter, and honour a
+server's Retry-After (seconds or HTTP-date) up to `retry_max_wait`, so a
+flaky or rate-limiting source is retried politely and reported, not hammered.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from storage.redact import redact_url
+from storage.runs import utcnow
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504}) | frozenset(range(520, 530))
+PERMANENT_REDIRECTS = (301, 308)
+_local = threading.local()
+
+
+def default_user_agent() -> str:
+    from storage.runs import tool_version
+
+    return f"abi-orchestration/{tool_version()} (+feed collector; python-requests)"
+
+
+class RetryableError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class FetchError(Exception):
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class FetchResult:
+    url: str
+    status: int | None = None
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    final_url: str | None = None
+    permanent_redirect: str | None = None
+    attempts: int = 0
+    statuses: list[int] = field(default_factory=list)
+    error: str | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+def session() -> requests.Session:
+    """One keep-alive session per worker thread (requests.Session is not thread-safe)."""
+    sess = getattr(_local, "session", None)
+    if sess is None:
+        sess = requests.Session()
+        _local.session = sess
+    return sess
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - utcnow()).total_seconds())
+
+
+def _wait(retry_max_wait: float):
+    initial = min(0.5, retry_max_wait / 4)
+
+    def wait(state: RetryCallState) -> float:
+        import random
+
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableError) and exc.retry_after is not None:
+            return min(exc.retry_after, retry_max_wait)
+        backoff = initial * (2 ** (state.attempt_number - 1))
+        return min(retry_max_wait, backoff + random.uniform(0, initial))
+
+    return wait
+
+
+def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None,
+          timeout: float = 20.0, retries: int = 4, retry_max_wait: float = 60.0,
+          max_bytes: int = 10 * 1024 * 1024, user_agent: str | None = None,
+          accept: str = "*/*") -> FetchResult:
+    """GET `url` with validators; never raises for HTTP or network trouble, reports it instead."""
+    result = FetchResult(url=url)
+    headers = {"User-Agent": user_agent or default_user_agent(), "Accept": accept,
+               "Accept-Encoding": "gzip, deflate"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    t0 = time.monotonic()
+
+    def attempt() -> None:
+        result.attempts += 1
+        _get_once(url, headers, timeout, max_bytes, result)
+
+    try:
+        for try_ in Retrying(stop=stop_after_attempt(retries + 1), wait=_wait(retry_max_wait),
+                             retry=retry_if_exception_type(RetryableError), reraise=True):
+            with try_:
+                attempt()
+    except (RetryableError, FetchError) as exc:
+        result.error = str(exc)
+        if exc.status is not None:
+            result.status = exc.status
+        if result.attempts > 1:
+            result.error += f" (after {result.attempts} attempts)"
+    result.elapsed_s = round(time.monotonic() - t0, 3)
+    return result
+
+
+def _get_once(url: str, headers: dict[str, str], timeout: float, max_bytes: int,
+              result: FetchResult) -> None:
+    connect = min(timeout, 10.0)
+    try:
+        resp = session().get(url, headers=headers, timeout=(connect, timeout), stream=True)
+    except requests.exceptions.Timeout:
+        raise RetryableError(f"timed out after {timeout:g}s") from None
+    except requests.exceptions.ConnectionError as exc:
+        raise RetryableError(f"connection failed: {_reason(exc)}") from None
+    except requests.exceptions.RequestException as exc:
+        raise FetchError(f"request failed: {_reason(exc)}") from None
+    with resp:
+        result.statuses.append(resp.status_code)
+        for hop in resp.history:
+            if hop.status_code in PERMANENT_REDIRECTS and result.permanent_redirect is None:
+                result.permanent_redirect = redact_url(resp.url)
+        status = resp.status_code
+        if status in RETRY_STATUSES:
+            raise RetryableError(f"HTTP {status} {resp.reason or ''}".strip(), status=status,
+                                 retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+        result.status = status
+        result.headers = {k.lower(): v for k, v in resp.headers.items()}
+        result.final_url = resp.url
+        if status == 304 or status == 410:
+            return
+        if status >= 400:
+            raise FetchError(f"HTTP {status} {resp.reason or ''}".strip(), status=status)
+        declared = resp.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(f"response of {declared} bytes exceeds max_bytes={max_bytes}", status=status)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in resp.iter_content(65536):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FetchError(f"response exceeds max_bytes={max_bytes}", status=status)
+                chunks.append(chunk)
+        except requests.exceptions.RequestException as exc:
+            raise RetryableError(f"connection broken while reading: {_reason(exc)}") from None
+        result.body = b"".join(chunks)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful message of a requests/urllib3 error, without the URL repeated."""
+    inner: Any = exc
+    while inner.args and isinstance(inner.args[0], BaseException):
+        inner = inner.args[0]
+    text = str(getattr(inner, "reason", None) or inner)
+    if "Connection refused" in text:
+        return "connection refused"
+    if "Name or service not known" in text or "nodename nor servname" in text or "Failed to resolve" in text:
+        return "host name not found"
+    if "IncompleteRead" in text or "incomplete" in text.lower():
+        return "incomplete read (the server closed the connection early)"
+    return redact_url(text.split(": ", 1)[-1] if "Max retries" in text else text)[:200]

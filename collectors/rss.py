@@ -1,0 +1,274 @@
+"""The RSS job: fetch every feed of a source concurrently, store each new entry once.
+
+Per run: take the source lock, read state (validators, seen ids), fetch feeds
+in parallel (bounded overall and per host), parse only what changed, publish
+new entries as one JSON file each, then save state, then the run record.
+A feed that fails is reported and the others still land (run `partial`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from collectors.feeds import FeedParseError, ParsedFeed, parse_feed
+from collectors.http import FetchResult, fetch
+from collectors.urls import slug
+from storage.atomic import remove_stale_temp_files
+from storage.config import Config, FeedConfig, SourceConfig
+from storage.errors import UsageError
+from storage.jobs import run_job
+from storage.paths import Datastore
+from storage.records import plan_names, publish_records
+from storage.redact import redact_text, redact_url
+from storage.runs import Run, iso, utcnow
+from storage.state import load_state, save_state, write_journal
+
+FEED_ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
+               "application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5")
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class FeedOutcome:
+    feed: FeedConfig
+    fetched: FetchResult | None = None
+    parsed: ParsedFeed | None = None
+    body_sha256: str | None = None
+    status: str = "ok"
+    error: str | None = None
+    item: dict[str, Any] = field(default_factory=dict)
+
+
+def collect_rss(*, config: Config, source: str | None = None, module: str | None = None,
+                force: bool = False, wait: bool = False, command: list[str] | None = None,
+                progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Run the RSS job for each selected source; return one run record per source."""
+    sources = config.select(source=source, module=module, kind="rss")
+    if not sources:
+        raise UsageError(f"{config.path}: no rss source matches"
+                         f"{f' --module {module}' if module else ''}; see [sources.*] with kind = \"rss\"")
+    records = []
+    for src in sources:
+        def work(run: Run, src: SourceConfig = src) -> None:
+            _collect_source(config.datastore, src, run, force=force, progress=progress)
+
+        records.append(run_job(ds=config.datastore, module=src.module, source=src.name, kind="rss",
+                               command=command or ["abi", "collect", "rss"], work=work, wait=wait,
+                               interval_s=src.interval_s))
+    return records
+
+
+def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, force: bool,
+                    progress: Progress | None) -> None:
+    state = load_state(ds, src.module, src.name)
+    feed_state: dict[str, dict[str, Any]] = state.setdefault("feeds", {})
+    seen: dict[str, list[str]] = state.setdefault("seen", {})
+    folder = ds.data_dir(src.module, src.name, src.path)
+    remove_stale_temp_files(folder)
+
+    for key in ("feeds", "new", "already_stored", "errors"):
+        run.counts.setdefault(key, 0)
+    todo, outcomes = [], []
+    for feed in src.feeds:
+        gone = feed_state.get(feed.url, {}).get("gone")
+        if gone and not force:
+            outcomes.append(FeedOutcome(feed, status="skipped",
+                                        error=f"gone (HTTP 410) since {gone}; run with --force to retry"))
+        else:
+            todo.append(feed)
+    outcomes += _fetch_all(src, todo, feed_state, progress)
+
+    collected_at = utcnow()
+    pending: list[tuple[str, str, dict[str, Any]]] = []  # (feed url, file stem, record)
+    fresh_keys: dict[str, list[str]] = {}
+    for outcome in outcomes:
+        _account(outcome, run)
+        if outcome.parsed is None:
+            continue
+        known = set(seen.get(outcome.feed.url, []))
+        fresh = []
+        for entry in outcome.parsed.entries:
+            if entry["key"] not in known:
+                known.add(entry["key"])
+                fresh.append(entry)
+        outcome.item["new"] = len(fresh)
+        run.count("new", len(fresh))
+        run.count("already_stored", len(outcome.parsed.entries) - len(fresh))
+        fresh_keys[outcome.feed.url] = [e["key"] for e in fresh]
+        query = slug(outcome.feed.query or outcome.feed.name, max_len=40, fallback="feed")
+        for entry in fresh:
+            stamp = _stamp(entry["published"] or iso(collected_at))
+            pending.append((outcome.feed.url, f"{stamp}_{query}_{slug(entry['title'], max_len=80)}",
+                            _record(entry, outcome, src, run, collected_at)))
+
+    if pending:
+        names = plan_names(folder, [(stem, record["key"]) for _, stem, record in pending])
+        rel_folder = folder.relative_to(ds.module_dir(src.module))
+        journal: dict[str, list[tuple[str, str]]] = {}
+        for (feed_url, _, record), name in zip(pending, names, strict=True):
+            journal.setdefault(feed_url, []).append((record["key"], str(rel_folder / name)))
+        write_journal(ds, src.module, src.name, run_id=run.run_id, seen=journal)
+        publish_records(folder, [(name, record) for name, (_, _, record) in zip(names, pending, strict=True)])
+        run.files += [ds.relative(folder / name) for name in names]
+
+    for outcome in outcomes:
+        _update_feed_state(outcome, feed_state, seen, fresh_keys)
+    save_state(ds, src.module, src.name, state)
+
+    failed = sum(1 for o in outcomes if o.status == "failed")
+    if failed and failed == len(outcomes):
+        run.status = "failed"
+        run.error = {"type": "AllFeedsFailed", "message": f"all {failed} feeds failed; first error: "
+                     f"{next(o.error for o in outcomes if o.status == 'failed')}"}
+    elif failed:
+        run.status = "partial"
+        run.reason = f"{failed} of {len(outcomes)} feeds failed"
+
+
+def _fetch_all(src: SourceConfig, feeds: list[FeedConfig], feed_state: dict[str, dict[str, Any]],
+               progress: Progress | None) -> list[FeedOutcome]:
+    if not feeds:
+        return []
+    limits: dict[str, threading.Semaphore] = {}
+    for feed in feeds:
+        host = urlsplit(_fetch_url(feed, feed_state)).netloc.lower()
+        limits.setdefault(host, threading.Semaphore(src.per_host))
+
+    def one(feed: FeedConfig) -> FeedOutcome:
+        url = _fetch_url(feed, feed_state)
+        previous = feed_state.get(feed.url, {})
+        with limits[urlsplit(url).netloc.lower()]:
+            result = fetch(url, etag=previous.get("etag"), last_modified=previous.get("last_modified"),
+                           timeout=src.timeout, retries=src.retries, retry_max_wait=src.retry_max_wait,
+                           max_bytes=src.max_bytes, user_agent=src.user_agent, accept=FEED_ACCEPT)
+        return _interpret(feed, result, previous)
+
+    outcomes = []
+    with ThreadPoolExecutor(max_workers=min(src.concurrency, len(feeds)),
+                            thread_name_prefix=f"rss-{src.name}") as pool:
+        futures = {pool.submit(one, feed): feed for feed in feeds}
+        for future in as_completed(futures):
+            outcome = future.result()
+            outcomes.append(outcome)
+            if progress:
+                progress(outcome.feed.label, _item(outcome))
+    order = {feed.url: i for i, feed in enumerate(feeds)}
+    return sorted(outcomes, key=lambda o: order[o.feed.url])
+
+
+def _fetch_url(feed: FeedConfig, feed_state: dict[str, dict[str, Any]]) -> str:
+    return feed_state.get(feed.url, {}).get("moved_to") or feed.url
+
+
+def _interpret(feed: FeedConfig, result: FetchResult, previous: dict[str, Any]) -> FeedOutcome:
+    outcome = FeedOutcome(feed, fetched=result)
+    if result.error:
+        outcome.status, outcome.error = "failed", redact_text(result.error)
+    elif result.gone:
+        outcome.status = "gone"
+        outcome.error = "HTTP 410 Gone: the feed was removed; it is skipped from now on (--force retries it)"
+    elif result.not_modified:
+        outcome.status = "not_modified"
+    else:
+        outcome.body_sha256 = hashlib.sha256(result.body).hexdigest()
+        if outcome.body_sha256 == previous.get("sha256"):
+            outcome.status = "unchanged"
+        else:
+            try:
+                outcome.parsed = parse_feed(result.body, headers=result.headers, base_url=result.final_url)
+            except FeedParseError as exc:
+                outcome.status, outcome.error = "failed", str(exc)
+    outcome.item = _item(outcome)
+    return outcome
+
+
+def _item(outcome: FeedOutcome) -> dict[str, Any]:
+    result = outcome.fetched
+    item: dict[str, Any] = {"feed": outcome.feed.label, "url": redact_url(outcome.feed.url),
+                            "query": outcome.feed.query, "status": outcome.status}
+    if result is not None:
+        item.update(http_status=result.status, attempts=result.attempts, elapsed_s=result.elapsed_s)
+        if result.attempts > 1:
+            item["statuses"] = result.statuses
+        if result.permanent_redirect:
+            item["permanent_redirect"] = result.permanent_redirect
+    if outcome.parsed is not None:
+        item.update(format=outcome.parsed.format, entries=len(outcome.parsed.entries))
+        if outcome.parsed.warning:
+            item["warning"] = outcome.parsed.warning
+    if outcome.error:
+        item["error"] = outcome.error
+    return item
+
+
+def _account(outcome: FeedOutcome, run: Run) -> None:
+    run.count("feeds")
+    run.count(outcome.status)
+    if outcome.fetched is not None:
+        run.count("requests", outcome.fetched.attempts)
+        run.count("retries", max(0, outcome.fetched.attempts - 1))
+    if outcome.parsed is not None:
+        run.count("entries", len(outcome.parsed.entries))
+        if outcome.parsed.warning:
+            run.warnings.append(f"{outcome.feed.label}: {outcome.parsed.warning}")
+    if outcome.status == "failed":
+        run.count("errors")
+    if outcome.status == "gone":
+        run.warnings.append(f"{outcome.feed.label}: {outcome.error}")
+    if outcome.fetched is not None and outcome.fetched.permanent_redirect:
+        run.warnings.append(f"{outcome.feed.label}: permanently moved to {outcome.fetched.permanent_redirect}; "
+                            "update the url in the configuration")
+    run.items.append(outcome.item)
+
+
+def _update_feed_state(outcome: FeedOutcome, feed_state: dict[str, dict[str, Any]],
+                       seen: dict[str, list[str]], fresh_keys: dict[str, list[str]]) -> None:
+    """Advance a feed's state only for what was safely handled; a failed feed keeps its old state."""
+    entry = feed_state.setdefault(outcome.feed.url, {})
+    result = outcome.fetched
+    if result is None:
+        return
+    entry["last_status"] = outcome.status
+    entry["last_checked"] = iso(utcnow())
+    if outcome.status == "gone":
+        entry["gone"] = entry["last_checked"]
+        return
+    if outcome.status == "failed":
+        return
+    entry.pop("gone", None)
+    if result.permanent_redirect and result.final_url:
+        entry["moved_to"] = result.final_url
+    if outcome.status in ("ok", "unchanged"):
+        entry["etag"] = result.headers.get("etag")
+        entry["last_modified"] = result.headers.get("last-modified")
+        entry["sha256"] = outcome.body_sha256
+    if fresh_keys.get(outcome.feed.url):
+        seen[outcome.feed.url] = sorted(set(seen.get(outcome.feed.url, [])) | set(fresh_keys[outcome.feed.url]))
+
+
+def _record(entry: dict[str, Any], outcome: FeedOutcome, src: SourceConfig, run: Run,
+            collected_at: Any) -> dict[str, Any]:
+    feed = outcome.feed
+    record = {k: entry[k] for k in ("key", "id", "title", "link", "url", "published", "updated", "summary",
+                                     "authors", "tags")}
+    record["feed"] = {"url": redact_url(_fetch_url_of(outcome)), "name": feed.name, "query": feed.query,
+                      "title": outcome.parsed.title if outcome.parsed else None}
+    record.update(source=src.name, module=src.module, run_id=run.run_id, collected_at=iso(collected_at),
+                  raw=entry["raw"])
+    return record
+
+
+def _stamp(iso_time: str) -> str:
+    """'2024-05-01T12:30:00Z' -> '20240501T123000Z' (the file name prefix)."""
+    return iso_time.replace("-", "").replace(":", "")[:15] + "Z"
+
+
+def _fetch_url_of(outcome: FeedOutcome) -> str:
+    return (outcome.fetched.final_url if outcome.fetched and outcome.fetched.final_url else outcome.feed.url)

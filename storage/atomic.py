@@ -1,0 +1,132 @@
+"""Atomic file publication: temp file in the target folder, fsync, os.replace.
+
+A reader (or a crash) sees either the previous file or the complete new one,
+never a partial file. Temp files carry the writer's pid so that a later run can
+remove the leftovers of a killed process without touching a live writer's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from storage.errors import StorageError
+
+_TMP_RE = re.compile(r"^\..+\.(\d+)\.tmp$")
+
+
+def _tmp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+
+def _storage_error(exc: OSError, target: Path) -> StorageError:
+    if exc.errno == errno.ENOSPC:
+        hint = "the disk is full: free space and run again"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "permission denied: check the datastore's owner and mode"
+    else:
+        hint = exc.strerror or str(exc)
+    return StorageError(f"cannot write {target}: {hint} (nothing stored was changed)")
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make renames in `folder` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes(target: Path, data: bytes, *, fsync: bool = True, sync_dir: bool = True) -> Path:
+    """Publish `data` at `target` atomically; raise StorageError on failure."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(target)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _storage_error(exc, target) from exc
+    if sync_dir:
+        fsync_dir(target.parent)
+    return target
+
+
+def dumps(obj: Any) -> bytes:
+    """The one JSON encoding of the datastore: UTF-8, sorted keys, stable bytes."""
+    return (json.dumps(obj, ensure_ascii=False, sort_keys=True, indent=2, default=str) + "\n").encode()
+
+
+def write_json(target: Path, obj: Any, *, fsync: bool = True, sync_dir: bool = True) -> Path:
+    return write_bytes(target, dumps(obj), fsync=fsync, sync_dir=sync_dir)
+
+
+def write_many(items: Iterable[tuple[Path, bytes]]) -> list[Path]:
+    """Publish several files, fsyncing each before its rename and each folder once at the end.
+
+    Used for batches of small record files: every file is either complete or absent.
+    """
+    written: list[Path] = []
+    folders: set[Path] = set()
+    for target, data in items:
+        write_bytes(target, data, fsync=True, sync_dir=False)
+        written.append(target)
+        folders.add(target.parent)
+    for folder in folders:
+        fsync_dir(folder)
+    return written
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    """Read a JSON file written by this package; a missing file gives `default`."""
+    try:
+        with open(path, "rb") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        return default
+
+
+def remove_stale_temp_files(folder: Path) -> int:
+    """Remove temp files left by processes that no longer run; return how many."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        match = _TMP_RE.match(entry.name)
+        if not match or _pid_alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+            removed += 1
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

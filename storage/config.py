@@ -1,0 +1,229 @@
+"""Load and validate `abi.toml`.
+
+Validation is strict and happens before any work: an unknown key is an error
+(a typo must not silently fall back to a default), and every message names the
+file, the table and the key so the fix is obvious from one line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from storage.errors import ConfigError
+from storage.paths import NAME_RE, Datastore, resolve_root
+
+CONFIG_NAME = "abi.toml"
+_INTERVAL_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# key -> (accepted types, required). Shared by every kind of source.
+_COMMON: dict[str, tuple[tuple[type, ...], bool]] = {
+    "kind": ((str,), True),
+    "module": ((str,), True),
+    "path": ((str,), False),
+    "description": ((str,), False),
+    "interval": ((str, int), False),
+    "schedule": ((str,), False),
+    "timeout": ((int, float), False),
+    "retries": ((int,), False),
+    "retry_max_wait": ((int, float), False),
+    "user_agent": ((str,), False),
+}
+_KINDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
+    "rss": {
+        "feeds": ((list,), True),
+        "max_bytes": ((int,), False),
+        "concurrency": ((int,), False),
+        "per_host": ((int,), False),
+    },
+}
+_FEED_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "url": ((str,), True),
+    "query": ((str,), False),
+    "name": ((str,), False),
+}
+_TOP_KEYS = {"datastore", "sources"}
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    url: str
+    query: str | None = None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.query or self.url
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str
+    module: str
+    path: str | None = None
+    description: str | None = None
+    interval_s: int | None = None
+    schedule: str | None = None
+    timeout: float = 20.0
+    retries: int = 4
+    retry_max_wait: float = 60.0
+    user_agent: str | None = None
+    max_bytes: int = 10 * 1024 * 1024
+    concurrency: int = 8
+    per_host: int = 8
+    feeds: tuple[FeedConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    datastore: Datastore
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+
+    def select(self, *, source: str | None = None, module: str | None = None,
+               kind: str | None = None) -> list[SourceConfig]:
+        """The sources a command should run; an unknown name is a config error."""
+        if source is not None and source not in self.sources:
+            known = ", ".join(sorted(self.sources)) or "none"
+            raise ConfigError(f"{self.path}: no source named {source!r} (configured: {known})")
+        chosen = [
+            s for s in self.sources.values()
+            if (source is None or s.name == source)
+            and (module is None or s.module == module)
+            and (kind is None or s.kind == kind)
+        ]
+        return chosen
+
+
+def find_config(explicit: str | Path | None = None) -> Path:
+    """--config, else ABI_CONFIG, else the nearest abi.toml in the current folder or its parents."""
+    chosen = explicit or os.environ.get("ABI_CONFIG")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"{path}: configuration file not found")
+        return path
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_NAME} in {here} or its parents: pass --config PATH or set ABI_CONFIG")
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate the configuration; raise ConfigError with one clear line."""
+    file = find_config(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    return parse_config(raw, file=file)
+
+
+def parse_config(raw: dict[str, Any], *, file: Path) -> Config:
+    for key in raw:
+        if key not in _TOP_KEYS:
+            raise ConfigError(f"{file}: unknown top-level key {key!r} (allowed: {', '.join(sorted(_TOP_KEYS))})")
+    datastore = raw.get("datastore")
+    if datastore is not None and not isinstance(datastore, str):
+        raise ConfigError(f"{file}: key 'datastore' must be a string path")
+    sources_raw = raw.get("sources", {})
+    if not isinstance(sources_raw, dict):
+        raise ConfigError(f"{file}: 'sources' must be a table of [sources.NAME] tables")
+    sources = {name: _parse_source(name, table, file) for name, table in sources_raw.items()}
+    root = resolve_root(config_dir=file.parent.absolute(), configured=datastore)
+    return Config(path=file, datastore=Datastore(root), sources=sources)
+
+
+def _check_keys(table: dict[str, Any], schema: dict[str, tuple[tuple[type, ...], bool]], where: str) -> None:
+    for key, value in table.items():
+        if key not in schema:
+            raise ConfigError(f"{where} unknown key {key!r} (allowed: {', '.join(sorted(schema))})")
+        types, _ = schema[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            names = " or ".join(t.__name__.replace("str", "string") for t in types)
+            raise ConfigError(f"{where} key {key!r} must be a {names}, not {type(value).__name__}")
+    for key, (_, required) in schema.items():
+        if required and key not in table:
+            raise ConfigError(f"{where} missing required key {key!r}")
+
+
+def _parse_source(name: str, table: Any, file: Path) -> SourceConfig:
+    where = f"{file}: [sources.{name}]"
+    if not NAME_RE.match(name):
+        raise ConfigError(f"{where} source names may use letters, digits, '_' and '-' only")
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    kind = table.get("kind")
+    if kind not in _KINDS:
+        raise ConfigError(f"{where} key 'kind' must be one of: {', '.join(sorted(_KINDS))} (got {kind!r})")
+    _check_keys(table, {**_COMMON, **_KINDS[kind]}, where)
+    if not NAME_RE.match(table["module"]):
+        raise ConfigError(f"{where} key 'module' may use letters, digits, '_' and '-' only")
+    path = table.get("path")
+    if path is not None and (path.startswith("/") or ".." in Path(path).parts or not path.strip()):
+        raise ConfigError(f"{where} key 'path' must be a relative path inside the module folder")
+    for key in ("timeout", "retry_max_wait"):
+        if key in table and table[key] <= 0:
+            raise ConfigError(f"{where} key {key!r} must be greater than 0")
+    for key in ("max_bytes", "concurrency", "per_host"):
+        if key in table and table[key] < 1:
+            raise ConfigError(f"{where} key {key!r} must be at least 1")
+    if "retries" in table and table["retries"] < 0:
+        raise ConfigError(f"{where} key 'retries' must be 0 or more")
+    schedule = table.get("schedule")
+    if schedule is not None and len(schedule.split()) != 5:
+        raise ConfigError(f"{where} key 'schedule' must be a 5-field cron expression, e.g. '*/5 * * * *'")
+    options = {k: table[k] for k in ("timeout", "retries", "retry_max_wait", "user_agent", "max_bytes",
+                                     "concurrency", "per_host", "description") if k in table}
+    return SourceConfig(
+        name=name, kind=kind, module=table["module"], path=path, schedule=schedule,
+        interval_s=parse_interval(table["interval"], where) if "interval" in table else None,
+        feeds=_parse_feeds(table.get("feeds", []), where), **options,
+    )
+
+
+def _parse_feeds(feeds: list[Any], where: str) -> tuple[FeedConfig, ...]:
+    if not feeds:
+        raise ConfigError(f"{where} key 'feeds' must list at least one {{ url = \"...\" }}")
+    parsed: list[FeedConfig] = []
+    seen: set[str] = set()
+    for i, feed in enumerate(feeds):
+        at = f"{where} feeds[{i}]"
+        if not isinstance(feed, dict):
+            raise ConfigError(f"{at} must be a table like {{ url = \"https://...\", query = \"AI\" }}")
+        _check_keys(feed, _FEED_KEYS, at)
+        url = feed["url"].strip()
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{at} key 'url' must be an http(s) URL (got {url!r})")
+        if url in seen:
+            raise ConfigError(f"{at} duplicates the feed {url!r}")
+        seen.add(url)
+        parsed.append(FeedConfig(url=url, query=feed.get("query"), name=feed.get("name")))
+    return tuple(parsed)
+
+
+def parse_interval(value: str | int, where: str = "interval") -> int:
+    """'30s', '5m', '1h', '1d' or a number of seconds."""
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = _INTERVAL_RE.match(value)
+        if not match:
+            raise ConfigError(f"{where} key 'interval' must look like 30s, 5m, 1h or 1d (got {value!r})")
+        seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"{where} key 'interval' must be positive")
+    return seconds

@@ -1,0 +1,40 @@
+"""Publishing record files into a data folder.
+
+Names are planned before anything is written (the journal lists them), are
+checked against a strict pattern so that no record content can choose a path,
+and never overwrite another record: a clash gets the record's key appended.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from storage.atomic import dumps, write_many
+from storage.errors import StorageError
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}\.json$")
+
+
+def plan_names(folder: Path, wanted: list[tuple[str, str]]) -> list[str]:
+    """For (stem, key) pairs return unique, safe file names that do not exist yet in `folder`."""
+    taken: set[str] = set()
+    names = []
+    for stem, key in wanted:
+        name = f"{stem}.json"
+        if name in taken or (folder / name).exists():
+            name = f"{stem}_{key[:12]}.json"
+        if not SAFE_NAME.match(name) or "/" in name:
+            raise StorageError(f"refusing unsafe record file name {name!r}")
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def publish_records(folder: Path, records: list[tuple[str, dict[str, Any]]]) -> list[Path]:
+    """Write each (name, record) atomically as JSON; every file is complete or absent."""
+    for name, _ in records:
+        if not SAFE_NAME.match(name):
+            raise StorageError(f"refusing unsafe record file name {name!r}")
+    return write_many((folder / name, dumps(record)) for name, record in records)

@@ -1,0 +1,56 @@
+"""Per-source state (HTTP validators, seen ids, watermarks) with a write-ahead journal.
+
+The rule is that state never runs ahead of data. A job first records in a
+journal which files it is about to publish and which ids they cover, then
+publishes them, then saves the state and drops the journal. If the process dies
+in between, `load_state` folds in the ids whose files did get published, so the
+next run neither writes them again nor forgets the ones that were lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from storage.atomic import read_json, write_json
+from storage.paths import Datastore
+
+STATE_VERSION = 1
+
+
+def load_state(ds: Datastore, module: str, source: str) -> dict[str, Any]:
+    state = read_json(ds.state_file(module, source)) or {"version": STATE_VERSION}
+    journal_path = ds.journal_file(module, source)
+    journal = read_json(journal_path)
+    if journal:
+        recovered = _recover(state, journal, ds.module_dir(module))
+        state.setdefault("recovered", []).append({"run_id": journal.get("run_id"), "ids": recovered})
+        save_state(ds, module, source, state)
+    return state
+
+
+def _recover(state: dict[str, Any], journal: dict[str, Any], module_dir: Path) -> int:
+    seen = state.setdefault("seen", {})
+    count = 0
+    for group, items in journal.get("seen", {}).items():
+        known = set(seen.get(group, []))
+        for key, rel in items:
+            if key not in known and (module_dir / rel).is_file():
+                known.add(key)
+                count += 1
+        seen[group] = sorted(known)
+    return count
+
+
+def write_journal(ds: Datastore, module: str, source: str, *, run_id: str,
+                  seen: dict[str, list[tuple[str, str]]]) -> None:
+    """Record ids about to be published: {group: [(id, file relative to the module), ...]}."""
+    write_json(ds.journal_file(module, source), {"run_id": run_id, "seen": seen})
+
+
+def save_state(ds: Datastore, module: str, source: str, state: dict[str, Any]) -> None:
+    state["version"] = STATE_VERSION
+    write_json(ds.state_file(module, source), state)
+    with contextlib.suppress(FileNotFoundError):
+        ds.journal_file(module, source).unlink()
