@@ -77,7 +77,7 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, force: bool,
         run.counts.setdefault(key, 0)
     todo, outcomes = [], []
     for feed in src.feeds:
-        gone = feed_state.get(feed.url, {}).get("gone")
+        gone = feed_state.get(feed_key(feed), {}).get("gone")
         if gone and not force:
             outcomes.append(FeedOutcome(feed, status="skipped",
                                         error=f"gone (HTTP 410) since {gone}; run with --force to retry"))
@@ -86,13 +86,13 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, force: bool,
     outcomes += _fetch_all(src, todo, feed_state, progress)
 
     collected_at = utcnow()
-    pending: list[tuple[str, str, dict[str, Any]]] = []  # (feed url, file stem, record)
+    pending: list[tuple[str, str, dict[str, Any]]] = []  # (feed key, file stem, record)
     fresh_keys: dict[str, list[str]] = {}
     for outcome in outcomes:
         _account(outcome, run)
         if outcome.parsed is None:
             continue
-        known = set(seen.get(outcome.feed.url, []))
+        known = set(seen.get(feed_key(outcome.feed), []))
         fresh = []
         for entry in outcome.parsed.entries:
             if entry["key"] not in known:
@@ -101,19 +101,19 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, force: bool,
         outcome.item["new"] = len(fresh)
         run.count("new", len(fresh))
         run.count("already_stored", len(outcome.parsed.entries) - len(fresh))
-        fresh_keys[outcome.feed.url] = [e["key"] for e in fresh]
+        fresh_keys[feed_key(outcome.feed)] = [e["key"] for e in fresh]
         query = slug(outcome.feed.query or outcome.feed.name, max_len=40, fallback="feed")
         for entry in fresh:
             stamp = _stamp(entry["published"] or iso(collected_at))
-            pending.append((outcome.feed.url, f"{stamp}_{query}_{slug(entry['title'], max_len=80)}",
+            pending.append((feed_key(outcome.feed), f"{stamp}_{query}_{slug(entry['title'], max_len=80)}",
                             _record(entry, outcome, src, run, collected_at)))
 
     if pending:
         names = plan_names(folder, [(stem, record["key"]) for _, stem, record in pending])
         rel_folder = folder.relative_to(ds.module_dir(src.module))
         journal: dict[str, list[tuple[str, str]]] = {}
-        for (feed_url, _, record), name in zip(pending, names, strict=True):
-            journal.setdefault(feed_url, []).append((record["key"], str(rel_folder / name)))
+        for (key, _, record), name in zip(pending, names, strict=True):
+            journal.setdefault(key, []).append((record["key"], str(rel_folder / name)))
         write_journal(ds, src.module, src.name, run_id=run.run_id, seen=journal)
         publish_records(folder, [(name, record) for name, (_, _, record) in zip(names, pending, strict=True)])
         run.files += [ds.relative(folder / name) for name in names]
@@ -143,7 +143,7 @@ def _fetch_all(src: SourceConfig, feeds: list[FeedConfig], feed_state: dict[str,
 
     def one(feed: FeedConfig) -> FeedOutcome:
         url = _fetch_url(feed, feed_state)
-        previous = feed_state.get(feed.url, {})
+        previous = feed_state.get(feed_key(feed), {})
         with limits[urlsplit(url).netloc.lower()]:
             result = fetch(url, etag=previous.get("etag"), last_modified=previous.get("last_modified"),
                            timeout=src.timeout, retries=src.retries, retry_max_wait=src.retry_max_wait,
@@ -163,8 +163,13 @@ def _fetch_all(src: SourceConfig, feeds: list[FeedConfig], feed_state: dict[str,
     return sorted(outcomes, key=lambda o: order[o.feed.url])
 
 
+def feed_key(feed: FeedConfig) -> str:
+    """State key of a feed: a hash of its configured URL, so no token in a URL reaches the state file."""
+    return hashlib.sha256(feed.url.encode()).hexdigest()[:16]
+
+
 def _fetch_url(feed: FeedConfig, feed_state: dict[str, dict[str, Any]]) -> str:
-    return feed_state.get(feed.url, {}).get("moved_to") or feed.url
+    return feed_state.get(feed_key(feed), {}).get("moved_to") or feed.url
 
 
 def _interpret(feed: FeedConfig, result: FetchResult, previous: dict[str, Any]) -> FeedOutcome:
@@ -182,7 +187,8 @@ def _interpret(feed: FeedConfig, result: FetchResult, previous: dict[str, Any]) 
             outcome.status = "unchanged"
         else:
             try:
-                outcome.parsed = parse_feed(result.body, headers=result.headers, base_url=result.final_url)
+                outcome.parsed = parse_feed(result.body, headers=result.headers,
+                                            base_url=redact_url(result.final_url or feed.url))
             except FeedParseError as exc:
                 outcome.status, outcome.error = "failed", str(exc)
     outcome.item = _item(outcome)
@@ -209,6 +215,8 @@ def _item(outcome: FeedOutcome) -> dict[str, Any]:
 
 
 def _account(outcome: FeedOutcome, run: Run) -> None:
+    if not outcome.item:
+        outcome.item = _item(outcome)
     run.count("feeds")
     run.count(outcome.status)
     if outcome.fetched is not None:
@@ -231,7 +239,9 @@ def _account(outcome: FeedOutcome, run: Run) -> None:
 def _update_feed_state(outcome: FeedOutcome, feed_state: dict[str, dict[str, Any]],
                        seen: dict[str, list[str]], fresh_keys: dict[str, list[str]]) -> None:
     """Advance a feed's state only for what was safely handled; a failed feed keeps its old state."""
-    entry = feed_state.setdefault(outcome.feed.url, {})
+    key = feed_key(outcome.feed)
+    entry = feed_state.setdefault(key, {})
+    entry["url"] = redact_url(outcome.feed.url)
     result = outcome.fetched
     if result is None:
         return
@@ -244,13 +254,13 @@ def _update_feed_state(outcome: FeedOutcome, feed_state: dict[str, dict[str, Any
         return
     entry.pop("gone", None)
     if result.permanent_redirect and result.final_url:
-        entry["moved_to"] = result.final_url
+        entry["moved_to"] = result.final_url  # needed to fetch: keeps its query string
     if outcome.status in ("ok", "unchanged"):
         entry["etag"] = result.headers.get("etag")
         entry["last_modified"] = result.headers.get("last-modified")
         entry["sha256"] = outcome.body_sha256
-    if fresh_keys.get(outcome.feed.url):
-        seen[outcome.feed.url] = sorted(set(seen.get(outcome.feed.url, [])) | set(fresh_keys[outcome.feed.url]))
+    if fresh_keys.get(key):
+        seen[key] = sorted(set(seen.get(key, [])) | set(fresh_keys[key]))
 
 
 def _record(entry: dict[str, Any], outcome: FeedOutcome, src: SourceConfig, run: Run,

@@ -50,6 +50,17 @@ def sample_rss(query: str, *, items: int = 20, first: int = 0, start: datetime =
     return "\n".join(parts).encode()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up (a killed collector) is normal here, not worth a traceback."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @dataclass
 class Reply:
     """A scripted response; `truncate_to` sends fewer bytes than Content-Length promises."""
@@ -83,8 +94,7 @@ class FeedServer:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), _handler(self))
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietServer((host, port), _handler(self))
         self._thread: threading.Thread | None = None
 
     @property

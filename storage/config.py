@@ -152,11 +152,17 @@ def _check_keys(table: dict[str, Any], schema: dict[str, tuple[tuple[type, ...],
             raise ConfigError(f"{where} unknown key {key!r} (allowed: {', '.join(sorted(schema))})")
         types, _ = schema[key]
         if isinstance(value, bool) or not isinstance(value, types):
-            names = " or ".join(t.__name__.replace("str", "string") for t in types)
-            raise ConfigError(f"{where} key {key!r} must be a {names}, not {type(value).__name__}")
+            raise ConfigError(f"{where} key {key!r} must be {_type_names(types)}, not {type(value).__name__}")
     for key, (_, required) in schema.items():
         if required and key not in table:
             raise ConfigError(f"{where} missing required key {key!r}")
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    if set(types) == {int, float}:
+        return "a number"
+    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
 
 
 def _parse_source(name: str, table: Any, file: Path) -> SourceConfig:
