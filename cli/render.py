@@ -15,7 +15,10 @@ _STYLE = {"success": "green", "partial": "yellow", "failed": "red", "skipped": "
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output (cron logs, `| grep`) gets wide lines instead of wrapped table cells.
+    width = None if stream.isatty() else 200
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def print_json(obj: Any) -> None:
@@ -111,3 +114,6 @@ def demo(result: dict[str, Any], *, as_json: bool) -> None:
     out.print(f"{result['requests']} HTTP requests in all; entries are in "
               f"{result['datastore']}/core/modules/abi/orchestration/rss_feed/\n", markup=False)
     status(result["status"], as_json=False)
+    out.print(f"\nNext: .venv/bin/abi status --config {result['config']}   (or --json); "
+              f"the run records are in {result['datastore']}/core/modules/abi/orchestration/history/runs/",
+              markup=False)

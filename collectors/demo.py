@@ -22,7 +22,9 @@ def demo_config_text(base_url: str, *, interval: str = "30s") -> str:
     feeds = "\n".join(
         f'  {{ url = "{base_url}{feed_path(q)}", query = "{q}" }},' for q in DEMO_QUERIES)
     return (
-        "# Written by `abi demo`: the ABI news demo pointed at a local sample-feed server.\n"
+        "# Written by `abi demo`: the ABI news demo pointed at a local sample-feed server\n"
+        "# (gone when the demo ends). The datastore is this file's folder.\n"
+        'datastore = "."\n\n'
         "[sources.news]\n"
         'kind = "rss"\nmodule = "abi"\npath = "orchestration/rss_feed"\n'
         f'interval = "{interval}"\nretries = 1\nretry_max_wait = 1\n'

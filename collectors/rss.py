@@ -24,7 +24,7 @@ from storage.config import Config, FeedConfig, SourceConfig
 from storage.errors import UsageError
 from storage.jobs import run_job
 from storage.paths import Datastore
-from storage.records import plan_names, publish_records
+from storage.records import plan_names, publish_records, refresh_folder_sidecar
 from storage.redact import redact_text, redact_url
 from storage.runs import Run, iso, utcnow
 from storage.state import load_state, save_state, write_journal
@@ -117,6 +117,11 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, force: bool,
         write_journal(ds, src.module, src.name, run_id=run.run_id, seen=journal)
         publish_records(folder, [(name, record) for name, (_, _, record) in zip(names, pending, strict=True)])
         run.files += [ds.relative(folder / name) for name in names]
+    sidecar = refresh_folder_sidecar(folder, provenance={
+        "dataset": ds.relative(folder), "module": src.module, "source": src.name, "kind": "rss",
+        "run_id": run.run_id, "fetched_at": iso(collected_at), "new_records": len(pending)})
+    if sidecar is not None:
+        run.files.append(ds.relative(folder) + ".meta.json")
 
     for outcome in outcomes:
         _update_feed_state(outcome, feed_state, seen, fresh_keys)
@@ -126,7 +131,7 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, force: bool,
     if failed and failed == len(outcomes):
         run.status = "failed"
         run.error = {"type": "AllFeedsFailed", "message": f"all {failed} feeds failed; first error: "
-                     f"{next(o.error for o in outcomes if o.status == 'failed')}"}
+                     f"{next(o.error for o in outcomes if o.status == 'failed')}; check the network and the feed URLs"}
     elif failed:
         run.status = "partial"
         run.reason = f"{failed} of {len(outcomes)} feeds failed"
@@ -158,7 +163,7 @@ def _fetch_all(src: SourceConfig, feeds: list[FeedConfig], feed_state: dict[str,
             outcome = future.result()
             outcomes.append(outcome)
             if progress:
-                progress(outcome.feed.label, _item(outcome))
+                progress(outcome.item["feed"], outcome.item)
     order = {feed.url: i for i, feed in enumerate(feeds)}
     return sorted(outcomes, key=lambda o: order[o.feed.url])
 
@@ -197,7 +202,7 @@ def _interpret(feed: FeedConfig, result: FetchResult, previous: dict[str, Any]) 
 
 def _item(outcome: FeedOutcome) -> dict[str, Any]:
     result = outcome.fetched
-    item: dict[str, Any] = {"feed": outcome.feed.label, "url": redact_url(outcome.feed.url),
+    item: dict[str, Any] = {"feed": redact_text(outcome.feed.label), "url": redact_url(outcome.feed.url),
                             "query": outcome.feed.query, "status": outcome.status}
     if result is not None:
         item.update(http_status=result.status, attempts=result.attempts, elapsed_s=result.elapsed_s)
@@ -220,18 +225,19 @@ def _account(outcome: FeedOutcome, run: Run) -> None:
     run.count("feeds")
     run.count(outcome.status)
     if outcome.fetched is not None:
+        run.count("fetched", 1 if outcome.fetched.status == 200 and not outcome.error else 0)
         run.count("requests", outcome.fetched.attempts)
         run.count("retries", max(0, outcome.fetched.attempts - 1))
     if outcome.parsed is not None:
         run.count("entries", len(outcome.parsed.entries))
         if outcome.parsed.warning:
-            run.warnings.append(f"{outcome.feed.label}: {outcome.parsed.warning}")
+            run.warnings.append(f"{outcome.item['feed']}: {outcome.parsed.warning}")
     if outcome.status == "failed":
         run.count("errors")
     if outcome.status == "gone":
-        run.warnings.append(f"{outcome.feed.label}: {outcome.error}")
+        run.warnings.append(f"{outcome.item['feed']}: {outcome.error}")
     if outcome.fetched is not None and outcome.fetched.permanent_redirect:
-        run.warnings.append(f"{outcome.feed.label}: permanently moved to {outcome.fetched.permanent_redirect}; "
+        run.warnings.append(f"{outcome.item['feed']}: permanently moved to {outcome.fetched.permanent_redirect}; "
                             "update the url in the configuration")
     run.items.append(outcome.item)
 

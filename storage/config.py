@@ -76,7 +76,7 @@ class SourceConfig:
     retry_max_wait: float = 60.0
     user_agent: str | None = None
     max_bytes: int = 10 * 1024 * 1024
-    concurrency: int = 8
+    concurrency: int = 16
     per_host: int = 8
     feeds: tuple[FeedConfig, ...] = ()
 

@@ -7,6 +7,7 @@ and never overwrite another record: a clash gets the record's key appended.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -38,3 +39,30 @@ def publish_records(folder: Path, records: list[tuple[str, dict[str, Any]]]) -> 
         if not SAFE_NAME.match(name):
             raise StorageError(f"refusing unsafe record file name {name!r}")
     return write_many((folder / name, dumps(record)) for name, record in records)
+
+
+def sidecar_path(data: Path) -> Path:
+    """`<file>.meta.json` beside a data file, or beside a folder that holds one record per file."""
+    return data.with_name(data.name + ".meta.json")
+
+
+def refresh_folder_sidecar(folder: Path, *, provenance: dict[str, Any]) -> dict[str, Any] | None:
+    """Describe a folder dataset (record count, digest of its file list) when it changed.
+
+    The digest covers the sorted record file names, so a reader (an aggregate,
+    `abi status`) can tell whether the dataset moved without listing it twice.
+    Returns the new sidecar, or None when the stored one is still accurate.
+    """
+    import hashlib
+
+    from storage.atomic import read_json, write_json
+
+    names = sorted(e.name for e in os.scandir(folder) if SAFE_NAME.match(e.name)) if folder.is_dir() else []
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
+    path = sidecar_path(folder)
+    current = read_json(path) or {}
+    if current.get("sha256") == digest and current.get("records") == len(names):
+        return None
+    meta = {**provenance, "records": len(names), "sha256": digest, "sha256_of": "sorted record file names"}
+    write_json(path, meta)
+    return meta

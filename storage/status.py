@@ -31,11 +31,9 @@ def source_status(*, config: Config, module: str | None = None, now: datetime | 
         success = summary.get("last_success") or {}
         ended = _parse(success.get("ended_at"))
         age_s = round((now - ended).total_seconds(), 1) if ended else None
-        stale = None
-        if src.interval_s and age_s is not None:
-            stale = age_s > STALE_FACTOR * src.interval_s
-        elif src.interval_s and last:
-            stale = True
+        stale = None  # unknown without an interval (cron schedules are judged by `abi tick` later)
+        if src.interval_s:
+            stale = age_s is None or age_s > STALE_FACTOR * src.interval_s
         rows.append({
             "source": src.name,
             "module": src.module,

@@ -20,8 +20,12 @@ def test_first_run_stores_each_entry_once_with_normalised_fields(env: Env) -> No
     files = env.entry_files()
     assert len(files) == 15
     assert all(NAME_RE.match(p.name) for p in files), [p.name for p in files]
+    sidecar_rel = "core/modules/abi/orchestration/rss_feed.meta.json"
     assert sorted(record["files_written"]) == sorted(
-        str(p.relative_to(env.datastore)) for p in files)
+        [sidecar_rel, *(str(p.relative_to(env.datastore)) for p in files)])
+    sidecar = json.loads((env.datastore / sidecar_rel).read_text())
+    assert (sidecar["records"], sidecar["new_records"], sidecar["run_id"], sidecar["source"]) == (
+        15, 15, record["run_id"], "news")
     entry = next(e for e in env.entries() if e["title"] == "OpenAI story 3: what changed this week")
     # the Bing redirect is unwrapped and tracking parameters dropped
     assert entry["url"] == "https://news.example.org/openai/story-3"
@@ -41,7 +45,7 @@ def test_second_run_writes_nothing_and_sends_conditional_headers(env: Env) -> No
     assert result.exit_code == 0
     assert record["counts"]["new"] == 0
     assert record["counts"]["not_modified"] == 3
-    assert record["files_written"] == []
+    assert record["files_written"] == []  # not even the sidecar: the dataset did not change
     assert {p.name: p.stat().st_mtime_ns for p in env.entry_files()} == before
     assert env.server.count() == requests_before + 3
     last = env.server.headers_for("/ai.xml")[-1]

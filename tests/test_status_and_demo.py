@@ -1,0 +1,97 @@
+"""`abi status`, `abi demo` and the CLI's help."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from pathlib import Path
+
+from collectors.sample_feeds import Reply
+from storage.config import load_config
+from storage.runs import utcnow
+from storage.status import source_status
+from tests.conftest import REPO, Env, run_abi_process, run_cli
+
+
+def test_status_before_any_run_lists_configured_sources(env: Env) -> None:
+    result = env.abi("status", "--json")
+    assert result.exit_code == 0
+    (row,) = json.loads(result.stdout)
+    assert row["source"] == "news" and row["last_status"] == "never run" and row["stale"] is True
+
+
+def test_status_after_runs_shows_last_run_new_items_and_failures(env: Env) -> None:
+    env.collect()
+    (row,) = json.loads(env.abi("status", "--json").stdout)
+    assert (row["last_status"], row["new_items"], row["consecutive_failures"], row["stale"]) == (
+        "success", 15, 0, False)
+    env.server.stick("/ai.xml", Reply(status=500))
+    env.collect()
+    env.collect()
+    (row,) = json.loads(env.abi("status", "--json").stdout)
+    assert row["last_status"] == "partial" and row["consecutive_failures"] == 2
+    assert "1 of 3 feeds failed" in row["last_reason"]
+    table = env.abi("status").stdout
+    assert re.search(r"news\s+abi\s+rss\s+\S+ \S+\s+partial\s+0\s+\S+\s+2\s+1 of 3 feeds failed", table), table
+
+
+def test_stale_when_last_success_is_older_than_twice_the_interval(env: Env) -> None:
+    env.collect()
+    config = load_config(env.config)
+    (fresh,) = source_status(config=config, now=utcnow() + timedelta(seconds=59))
+    (stale,) = source_status(config=config, now=utcnow() + timedelta(seconds=61))
+    assert fresh["stale"] is False and stale["stale"] is True
+    assert 60 < stale["age_s"] < 70
+
+
+def test_skipped_runs_are_visible_in_status(env: Env) -> None:
+    from storage.locks import SourceLock
+
+    with SourceLock(env.module_dir / "orchestration" / "locks" / "news.lock"):
+        result = env.collect()
+    assert result.exit_code == 0 and "skipped: another run holds news.lock" in result.stdout
+    (row,) = json.loads(env.abi("status", "--json").stdout)
+    assert row["last_status"] == "skipped"
+
+
+def test_demo_runs_offline_twice_and_shows_status(tmp_path: Path) -> None:
+    result = run_cli("demo", "--datastore", str(tmp_path / "demo"), "--json")
+    assert result.exit_code == 0, result.stderr
+    demo = json.loads(result.stdout)
+    first, second = demo["runs"]
+    assert first["counts"]["new"] == 300 and first["status"] == "success"
+    assert second["counts"]["new"] == 0 and second["counts"]["not_modified"] == 15
+    assert demo["status"][0]["last_status"] == "success"
+    files = list((tmp_path / "demo" / "core/modules/abi/orchestration/rss_feed").glob("*.json"))
+    assert len(files) == 300
+    text = run_cli("demo", "--datastore", str(tmp_path / "demo2")).stdout
+    assert "run 2: news: success: 15 feeds, 0 new" in text and "SOURCE" in text
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text()
+    commands = [["collect", "rss"], ["status"], ["demo"], ["version"]]
+    for cmd in commands:
+        result = run_cli(*cmd, "--help")
+        assert result.exit_code == 0
+        assert "Usage:" in result.stdout and len(result.stdout.splitlines()) > 4
+        assert f"abi {' '.join(cmd)}" in readme, cmd
+
+
+def test_help_of_the_real_console_script_is_quick_to_import() -> None:
+    # No timing here (that is `make bench`): check that --help does not import the heavy libraries.
+    code = ("import sys; from cli.main import app; sys.argv=['abi','--help'];\n"
+            "try: app()\nexcept SystemExit: pass\n"
+            "print('LOADED:' + ','.join(m for m in ('requests','feedparser','rdflib','tenacity','rich.progress') "
+            "if m in sys.modules))")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip().splitlines()[-1] == "LOADED:"
+
+
+def test_version_matches_the_package() -> None:
+    proc = run_abi_process("version")
+    assert proc.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\S*\n", proc.stdout)
