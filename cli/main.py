@@ -38,13 +38,12 @@ T = TypeVar("T")
 def _guard(fn: Callable[[], T]) -> T:
     """Run a library call; typed errors become one line on stderr and an exit code."""
     from storage.errors import AbiError
+    from storage.redact import redact_text
 
     try:
         return fn()
     except AbiError as exc:
-        record = getattr(exc, "run_record", None)
-        suffix = f" (run {record['run_id']})" if record else ""
-        typer.echo(f"error: {exc}{suffix}", err=True)
+        typer.echo(f"error: {redact_text(' '.join(str(exc).split()))}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
@@ -52,7 +51,8 @@ def _guard(fn: Callable[[], T]) -> T:
     except Exception as exc:
         if os.environ.get("ABI_DEBUG"):
             raise
-        typer.echo(f"error: unexpected {type(exc).__name__}: {exc} (set ABI_DEBUG=1 for the traceback)",
+        message = redact_text(" ".join(str(exc).split()))
+        typer.echo(f"error: unexpected {type(exc).__name__}: {message} (set ABI_DEBUG=1 for the traceback)",
                    err=True)
         raise typer.Exit(1) from None
 

@@ -79,7 +79,7 @@ def run_records(records: list[dict[str, Any]], *, as_json: bool) -> None:
         for warning in record.get("warnings", []):
             err.print(f"  warning: {warning}", markup=False)
         if record.get("error") and record["status"] == "failed":
-            err.print(f"  error: {record['error']['message']}", markup=False)
+            err.print(f"error: {record['source']}: {record['error']['message']}", markup=False)
 
 
 def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:

@@ -30,7 +30,10 @@ class ParsedFeed:
 
 
 def _iso(dt: datetime | None) -> str | None:
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if dt else None
+    if dt is None:
+        return None
+    dt = dt.astimezone(UTC)
+    return f"{dt.year:04d}-{dt:%m-%dT%H:%M:%S}Z"  # %Y is not zero-padded for years < 1000
 
 
 def _from_struct(value: Any) -> datetime | None:

@@ -50,7 +50,7 @@ class FetchResult:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     final_url: str | None = None
-    permanent_redirect: str | None = None
+    permanent_redirect: str | None = None  # unredacted: redact before showing
     attempts: int = 0
     statuses: list[int] = field(default_factory=list)
     error: str | None = None
@@ -120,7 +120,7 @@ def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None
 
     def attempt() -> None:
         result.attempts += 1
-        _get_once(url, headers, timeout, max_bytes, result)
+        _get_once(url, headers, timeout, max_bytes, result, retry_max_wait)
 
     try:
         for try_ in Retrying(stop=stop_after_attempt(retries + 1), wait=_wait(retry_max_wait),
@@ -138,8 +138,9 @@ def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None
 
 
 def _get_once(url: str, headers: dict[str, str], timeout: float, max_bytes: int,
-              result: FetchResult) -> None:
+              result: FetchResult, retry_max_wait: float) -> None:
     connect = min(timeout, 10.0)
+    deadline = time.monotonic() + 3 * timeout  # a server dripping bytes must not hold the lock forever
     try:
         resp = session().get(url, headers=headers, timeout=(connect, timeout), stream=True)
     except requests.exceptions.Timeout:
@@ -150,13 +151,15 @@ def _get_once(url: str, headers: dict[str, str], timeout: float, max_bytes: int,
         raise FetchError(f"request failed: {_reason(exc)}") from None
     with resp:
         result.statuses.append(resp.status_code)
-        for hop in resp.history:
-            if hop.status_code in PERMANENT_REDIRECTS and result.permanent_redirect is None:
-                result.permanent_redirect = redact_url(resp.url)
+        result.permanent_redirect = _permanent_target(resp) or result.permanent_redirect
         status = resp.status_code
         if status in RETRY_STATUSES:
-            raise RetryableError(f"HTTP {status} {resp.reason or ''}".strip(), status=status,
-                                 retry_after=parse_retry_after(resp.headers.get("Retry-After")))
+            message = f"HTTP {status} {resp.reason or ''}".strip()
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            if retry_after is not None and retry_after > retry_max_wait:
+                raise FetchError(f"{message}: the server asks to wait {retry_after:.0f}s, more than "
+                                 f"retry_max_wait={retry_max_wait:g}s; it will be tried on the next run", status=status)
+            raise RetryableError(message, status=status, retry_after=retry_after)
         result.status = status
         result.headers = {k.lower(): v for k, v in resp.headers.items()}
         result.final_url = resp.url
@@ -171,6 +174,8 @@ def _get_once(url: str, headers: dict[str, str], timeout: float, max_bytes: int,
         size = 0
         try:
             for chunk in resp.iter_content(65536):
+                if time.monotonic() > deadline:
+                    raise RetryableError(f"download too slow: not finished after {3 * timeout:g}s")
                 size += len(chunk)
                 if size > max_bytes:
                     raise FetchError(f"response exceeds max_bytes={max_bytes}", status=status)
@@ -178,6 +183,16 @@ def _get_once(url: str, headers: dict[str, str], timeout: float, max_bytes: int,
         except requests.exceptions.RequestException as exc:
             raise RetryableError(f"connection broken while reading: {_reason(exc)}") from None
         result.body = b"".join(chunks)
+
+
+def _permanent_target(resp: requests.Response) -> str | None:
+    """Where an unbroken chain of 301/308 hops from the requested URL ends, if there was one."""
+    target = None
+    for i, hop in enumerate(resp.history):
+        if hop.status_code not in PERMANENT_REDIRECTS:
+            break
+        target = resp.history[i + 1].url if i + 1 < len(resp.history) else resp.url
+    return target
 
 
 def _reason(exc: BaseException) -> str:

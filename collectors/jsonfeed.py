@@ -50,6 +50,8 @@ def parse_json_feed(body: bytes) -> dict[str, Any]:
         raise JSONFeedError(f"JSON Feed is not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise JSONFeedError(f"invalid JSON Feed: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise JSONFeedError("invalid JSON Feed: nested too deeply") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
         raise JSONFeedError("not a JSON Feed: no 'items' list at the top level")
     version = doc.get("version") if isinstance(doc.get("version"), str) else None

@@ -149,11 +149,16 @@ def _fetch_all(src: SourceConfig, feeds: list[FeedConfig], feed_state: dict[str,
     def one(feed: FeedConfig) -> FeedOutcome:
         url = _fetch_url(feed, feed_state)
         previous = feed_state.get(feed_key(feed), {})
-        with limits[urlsplit(url).netloc.lower()]:
-            result = fetch(url, etag=previous.get("etag"), last_modified=previous.get("last_modified"),
-                           timeout=src.timeout, retries=src.retries, retry_max_wait=src.retry_max_wait,
-                           max_bytes=src.max_bytes, user_agent=src.user_agent, accept=FEED_ACCEPT)
-        return _interpret(feed, result, previous)
+        try:
+            with limits[urlsplit(url).netloc.lower()]:
+                result = fetch(url, etag=previous.get("etag"), last_modified=previous.get("last_modified"),
+                               timeout=src.timeout, retries=src.retries, retry_max_wait=src.retry_max_wait,
+                               max_bytes=src.max_bytes, user_agent=src.user_agent, accept=FEED_ACCEPT)
+            return _interpret(feed, result, previous)
+        except Exception as exc:  # one feed's surprise must not cost the other feeds their entries
+            outcome = FeedOutcome(feed, status="failed", error=one_line(f"unexpected {type(exc).__name__}: {exc}"))
+            outcome.item = _item(outcome)
+            return outcome
 
     outcomes = []
     with ThreadPoolExecutor(max_workers=min(src.concurrency, len(feeds)),
@@ -169,8 +174,12 @@ def _fetch_all(src: SourceConfig, feeds: list[FeedConfig], feed_state: dict[str,
 
 
 def feed_key(feed: FeedConfig) -> str:
-    """State key of a feed: a hash of its configured URL, so no token in a URL reaches the state file."""
-    return hashlib.sha256(feed.url.encode()).hexdigest()[:16]
+    """State key of a feed: a hash of its identity, so no token in a URL reaches the state file."""
+    return hashlib.sha256(feed.identity.encode()).hexdigest()[:16]
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    return redact_text(" ".join(text.split()))[:limit]
 
 
 def _fetch_url(feed: FeedConfig, feed_state: dict[str, dict[str, Any]]) -> str:
@@ -195,7 +204,7 @@ def _interpret(feed: FeedConfig, result: FetchResult, previous: dict[str, Any]) 
                 outcome.parsed = parse_feed(result.body, headers=result.headers,
                                             base_url=redact_url(result.final_url or feed.url))
             except FeedParseError as exc:
-                outcome.status, outcome.error = "failed", str(exc)
+                outcome.status, outcome.error = "failed", one_line(str(exc))
     outcome.item = _item(outcome)
     return outcome
 
@@ -209,7 +218,7 @@ def _item(outcome: FeedOutcome) -> dict[str, Any]:
         if result.attempts > 1:
             item["statuses"] = result.statuses
         if result.permanent_redirect:
-            item["permanent_redirect"] = result.permanent_redirect
+            item["permanent_redirect"] = redact_url(result.permanent_redirect)
     if outcome.parsed is not None:
         item.update(format=outcome.parsed.format, entries=len(outcome.parsed.entries))
         if outcome.parsed.warning:
@@ -237,7 +246,7 @@ def _account(outcome: FeedOutcome, run: Run) -> None:
     if outcome.status == "gone":
         run.warnings.append(f"{outcome.item['feed']}: {outcome.error}")
     if outcome.fetched is not None and outcome.fetched.permanent_redirect:
-        run.warnings.append(f"{outcome.item['feed']}: permanently moved to {outcome.fetched.permanent_redirect}; "
+        run.warnings.append(f"{outcome.item['feed']}: permanently moved to {outcome.item['permanent_redirect']}; "
                             "update the url in the configuration")
     run.items.append(outcome.item)
 
@@ -259,8 +268,9 @@ def _update_feed_state(outcome: FeedOutcome, feed_state: dict[str, dict[str, Any
     if outcome.status == "failed":
         return
     entry.pop("gone", None)
-    if result.permanent_redirect and result.final_url:
-        entry["moved_to"] = result.final_url  # needed to fetch: keeps its query string
+    moved = result.permanent_redirect
+    if moved and redact_url(moved) == moved:  # a target carrying a secret is not stored: followed each time
+        entry["moved_to"] = moved
     if outcome.status in ("ok", "unchanged"):
         entry["etag"] = result.headers.get("etag")
         entry["last_modified"] = result.headers.get("last-modified")
@@ -274,7 +284,8 @@ def _record(entry: dict[str, Any], outcome: FeedOutcome, src: SourceConfig, run:
     feed = outcome.feed
     record = {k: entry[k] for k in ("key", "id", "title", "link", "url", "published", "updated", "summary",
                                      "authors", "tags")}
-    record["feed"] = {"url": redact_url(_fetch_url_of(outcome)), "name": feed.name, "query": feed.query,
+    fetched = outcome.fetched.final_url if outcome.fetched and outcome.fetched.final_url else feed.url
+    record["feed"] = {"url": redact_url(fetched), "name": feed.name, "query": feed.query,
                       "title": outcome.parsed.title if outcome.parsed else None}
     record.update(source=src.name, module=src.module, run_id=run.run_id, collected_at=iso(collected_at),
                   raw=entry["raw"])
@@ -284,7 +295,3 @@ def _record(entry: dict[str, Any], outcome: FeedOutcome, src: SourceConfig, run:
 def _stamp(iso_time: str) -> str:
     """'2024-05-01T12:30:00Z' -> '20240501T123000Z' (the file name prefix)."""
     return iso_time.replace("-", "").replace(":", "")[:15] + "Z"
-
-
-def _fetch_url_of(outcome: FeedOutcome) -> str:
-    return (outcome.fetched.final_url if outcome.fetched and outcome.fetched.final_url else outcome.feed.url)

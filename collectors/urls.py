@@ -60,8 +60,12 @@ def canonical_url(link: str | None) -> str | None:
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return link
     netloc = parts.hostname.lower()
-    if parts.port and parts.port not in (80, 443):
-        netloc += f":{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:  # "host:99999": keep the link as it is rather than guess
+        return link
+    if port and port not in (80, 443):
+        netloc += f":{port}"
     query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
                        if not _TRACKING.match(k)])
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", query, ""))

@@ -12,17 +12,19 @@ import errno
 import json
 import os
 import re
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from storage.errors import StorageError
 
-_TMP_RE = re.compile(r"^\..+\.(\d+)\.tmp$")
+_TMP_RE = re.compile(r"^\..+\.(\d+)-\d+\.tmp$")
 
 
 def _tmp_name(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    """`.<name>.<pid>-<thread>.tmp`: hidden, unique per writer, and tells whose it is."""
+    return target.with_name(f".{target.name}.{os.getpid()}-{threading.get_native_id()}.tmp")
 
 
 def _storage_error(exc: OSError, target: Path) -> StorageError:
@@ -117,6 +119,9 @@ def read_json(path: Path, default: Any = None) -> Any:
             return json.load(fh)
     except FileNotFoundError:
         return default
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StorageError(f"{path} is not valid JSON ({exc}); it was changed outside abi: "
+                           "restore it from a backup or move it aside") from None
 
 
 def remove_stale_temp_files(folder: Path) -> int:

@@ -7,6 +7,7 @@ file, the table and the key so the fix is obvious from one line.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 from storage.errors import ConfigError
 from storage.paths import NAME_RE, Datastore, resolve_root
+from storage.redact import redact_url
 
 CONFIG_NAME = "abi.toml"
 _INTERVAL_RE = re.compile(r"^\s*(\d+)\s*(s|m|h|d)\s*$")
@@ -49,6 +51,12 @@ _FEED_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "name": ((str,), False),
 }
 _TOP_KEYS = {"datastore", "sources"}
+_BOUNDS: dict[str, tuple[float, float]] = {
+    "timeout": (0.1, 600), "retry_max_wait": (0.01, 3600), "retries": (0, 20),
+    "max_bytes": (1024, 2**31), "concurrency": (1, 256), "per_host": (1, 64),
+}
+_CRON_FIELD = r"[0-9A-Za-z*/,-]+"
+_CRON_RE = re.compile(rf"^\s*{_CRON_FIELD}(\s+{_CRON_FIELD}){{4}}\s*$")
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,15 @@ class FeedConfig:
 
     @property
     def label(self) -> str:
+        return self.name or self.query or self.url
+
+    @property
+    def identity(self) -> str:
+        """What a feed's state and seen ids hang on: its name, else its query, else its URL.
+
+        Editing a feed's URL (after a permanent redirect, say) keeps its history,
+        so its entries are not stored a second time.
+        """
         return self.name or self.query or self.url
 
 
@@ -136,12 +153,19 @@ def parse_config(raw: dict[str, Any], *, file: Path) -> Config:
         if key not in _TOP_KEYS:
             raise ConfigError(f"{file}: unknown top-level key {key!r} (allowed: {', '.join(sorted(_TOP_KEYS))})")
     datastore = raw.get("datastore")
-    if datastore is not None and not isinstance(datastore, str):
-        raise ConfigError(f"{file}: key 'datastore' must be a string path")
+    if datastore is not None and (not isinstance(datastore, str) or not datastore.strip()):
+        raise ConfigError(f"{file}: key 'datastore' must be a non-empty path")
     sources_raw = raw.get("sources", {})
     if not isinstance(sources_raw, dict):
         raise ConfigError(f"{file}: 'sources' must be a table of [sources.NAME] tables")
     sources = {name: _parse_source(name, table, file) for name, table in sources_raw.items()}
+    outputs: dict[tuple[str, str], str] = {}
+    for src in sources.values():
+        where = (src.module, src.path or f"raw_data/{src.name}")
+        if where in outputs:
+            raise ConfigError(f"{file}: [sources.{src.name}] writes to the same folder as [sources.{outputs[where]}] "
+                              f"({where[0]}/{where[1]}): give it its own 'path'")
+        outputs[where] = src.name
     root = resolve_root(config_dir=file.parent.absolute(), configured=datastore)
     return Config(path=file, datastore=Datastore(root), sources=sources)
 
@@ -180,16 +204,13 @@ def _parse_source(name: str, table: Any, file: Path) -> SourceConfig:
     path = table.get("path")
     if path is not None and (path.startswith("/") or ".." in Path(path).parts or not path.strip()):
         raise ConfigError(f"{where} key 'path' must be a relative path inside the module folder")
-    for key in ("timeout", "retry_max_wait"):
-        if key in table and table[key] <= 0:
-            raise ConfigError(f"{where} key {key!r} must be greater than 0")
-    for key in ("max_bytes", "concurrency", "per_host"):
-        if key in table and table[key] < 1:
-            raise ConfigError(f"{where} key {key!r} must be at least 1")
-    if "retries" in table and table["retries"] < 0:
-        raise ConfigError(f"{where} key 'retries' must be 0 or more")
+    for key, (low, high) in _BOUNDS.items():
+        if key in table and not (math.isfinite(table[key]) and low <= table[key] <= high):
+            raise ConfigError(f"{where} key {key!r} must be between {low:g} and {high:g} (got {table[key]!r})")
+    if any(not c.isprintable() for c in table.get("user_agent", "")):
+        raise ConfigError(f"{where} key 'user_agent' must be one line of printable characters")
     schedule = table.get("schedule")
-    if schedule is not None and len(schedule.split()) != 5:
+    if schedule is not None and not _CRON_RE.match(schedule):
         raise ConfigError(f"{where} key 'schedule' must be a 5-field cron expression, e.g. '*/5 * * * *'")
     options = {k: table[k] for k in ("timeout", "retries", "retry_max_wait", "user_agent", "max_bytes",
                                      "concurrency", "per_host", "description") if k in table}
@@ -211,13 +232,19 @@ def _parse_feeds(feeds: list[Any], where: str) -> tuple[FeedConfig, ...]:
             raise ConfigError(f"{at} must be a table like {{ url = \"https://...\", query = \"AI\" }}")
         _check_keys(feed, _FEED_KEYS, at)
         url = feed["url"].strip()
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"{at} key 'url' must be an http(s) URL (got {url!r})")
-        if url in seen:
-            raise ConfigError(f"{at} duplicates the feed {url!r}")
-        seen.add(url)
-        parsed.append(FeedConfig(url=url, query=feed.get("query"), name=feed.get("name")))
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+        except ValueError:
+            ok = False
+        if not ok or any(c.isspace() for c in url):
+            raise ConfigError(f"{at} key 'url' must be an http(s) URL (got {redact_url(url)!r})")
+        config = FeedConfig(url=url, query=feed.get("query"), name=feed.get("name"))
+        if config.identity in seen:
+            raise ConfigError(f"{at} is the same feed as an earlier one ({redact_url(config.identity)!r}): "
+                              "give each feed a distinct name (or query)")
+        seen.add(config.identity)
+        parsed.append(config)
     return tuple(parsed)
 
 

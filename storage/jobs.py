@@ -1,18 +1,22 @@
 """The life of one job run, shared by every command.
 
 lock -> (the job reads state, works, publishes, saves state) -> run record ->
-unlock. A busy lock becomes a `skipped` record; any error becomes a `failed`
-record with its type and message before it propagates to the CLI.
+unlock. A busy lock becomes a `skipped` record and an error a `failed` one,
+returned like any other, so one source's failure never stops the next source.
+Only an interruption (Ctrl-C, SIGTERM turned into SystemExit) propagates,
+after its record is written.
 """
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any
 
-from storage.errors import SourceBusy
+from storage.errors import AbiError, SourceBusy
 from storage.locks import SourceLock
 from storage.paths import Datastore
+from storage.redact import redact_text
 from storage.runs import Run, write_run_record
 
 
@@ -32,10 +36,14 @@ def run_job(*, ds: Datastore, module: str, source: str, kind: str, command: list
     try:
         try:
             work(run)
+        except AbiError as exc:
+            run.fail(exc)
+        except Exception as exc:  # a bug: keep the traceback in the record for whoever looks
+            run.fail(exc)
+            run.error["traceback"] = redact_text("".join(traceback.format_exception(exc))[-4000:])
         except BaseException as exc:
-            run.fail(exc if not isinstance(exc, KeyboardInterrupt) else InterruptedError("interrupted"))
-            record = run.record()
-            write_run_record(ds, record, interval_s=interval_s)
+            run.fail(InterruptedError(f"interrupted ({type(exc).__name__})"))
+            write_run_record(ds, run.record(), interval_s=interval_s)
             raise
         record = run.record()
         write_run_record(ds, record, interval_s=interval_s)

@@ -7,12 +7,13 @@ and never overwrite another record: a clash gets the record's key appended.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from storage.atomic import dumps, write_many
+from storage.atomic import dumps, read_json, write_json, write_many
 from storage.errors import StorageError
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}\.json$")
@@ -23,11 +24,9 @@ def plan_names(folder: Path, wanted: list[tuple[str, str]]) -> list[str]:
     taken: set[str] = set()
     names = []
     for stem, key in wanted:
-        name = f"{stem}.json"
-        if name in taken or (folder / name).exists():
-            name = f"{stem}_{key[:12]}.json"
-        if not SAFE_NAME.match(name) or "/" in name:
-            raise StorageError(f"refusing unsafe record file name {name!r}")
+        candidates = [f"{stem}.json", f"{stem}_{key[:12]}.json"]
+        candidates += (f"{stem}_{key[:12]}-{n}.json" for n in range(2, 10_000))
+        name = next(c for c in candidates if c not in taken and not (folder / c).exists())
         taken.add(name)
         names.append(name)
     return names
@@ -53,10 +52,6 @@ def refresh_folder_sidecar(folder: Path, *, provenance: dict[str, Any]) -> dict[
     `abi status`) can tell whether the dataset moved without listing it twice.
     Returns the new sidecar, or None when the stored one is still accurate.
     """
-    import hashlib
-
-    from storage.atomic import read_json, write_json
-
     names = sorted(e.name for e in os.scandir(folder) if SAFE_NAME.match(e.name)) if folder.is_dir() else []
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
     path = sidecar_path(folder)

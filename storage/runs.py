@@ -58,7 +58,7 @@ class Run:
     items: list[dict[str, Any]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    error: dict[str, str] | None = None
+    error: dict[str, Any] | None = None
     _t0: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -71,7 +71,7 @@ class Run:
 
     def fail(self, exc: BaseException) -> None:
         self.status = "failed"
-        self.error = {"type": type(exc).__name__, "message": redact_text(str(exc) or repr(exc))}
+        self.error = {"type": type(exc).__name__, "message": redact_text(" ".join((str(exc) or repr(exc)).split()))}
 
     def record(self) -> dict[str, Any]:
         ended = utcnow()
@@ -107,8 +107,9 @@ def write_run_record(ds: Datastore, record: dict[str, Any], *, interval_s: int |
 def _update_summary(ds: Datastore, record: dict[str, Any], interval_s: int | None) -> None:
     module, source = record["module"], record["source"]
     path = ds.summaries_dir(module) / f"{source}.json"
-    brief = {k: record[k] for k in ("run_id", "status", "reason", "started_at", "ended_at",
-                                    "duration_s", "counts", "error")}
+    brief = {k: record[k] for k in ("run_id", "status", "reason", "started_at", "ended_at", "duration_s", "counts")}
+    if record["error"]:
+        brief["error"] = {"type": record["error"]["type"], "message": record["error"]["message"]}
     # Skipped runs happen while another run holds the source lock, so the
     # read-modify-write of the summary takes a lock of its own.
     with SourceLock(ds.orchestration(module) / "locks" / f"{source}.summary.lock", wait=True):

@@ -83,7 +83,8 @@ class Env:
 
     def runs(self) -> list[dict[str, Any]]:
         folder = self.module_dir / "orchestration" / "history" / "runs"
-        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+        runs = [json.loads(p.read_text()) for p in folder.glob("*.json")] if folder.exists() else []
+        return sorted(runs, key=lambda r: r["started_at"])
 
     def abi(self, *args: str) -> Result:
         return run_cli(*args, "--config", str(self.config))

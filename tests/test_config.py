@@ -35,6 +35,16 @@ CASES = [
     ('[sources.news]\nkind = "rss"\nmodule = "abi"\nschedule = "every minute"\n' + GOOD_FEED,
      "[sources.news] key 'schedule' must be a 5-field cron"),
     ('[sourcez.news]\nkind = "rss"\n', "unknown top-level key 'sourcez'"),
+    ('[sources.news]\nkind = "rss"\nmodule = "abi"\ntimeout = nan\n' + GOOD_FEED, "key 'timeout' must be between"),
+    ('[sources.news]\nkind = "rss"\nmodule = "abi"\nretries = 1000\n' + GOOD_FEED, "key 'retries' must be between"),
+    ('[sources.news]\nkind = "rss"\nmodule = "abi"\nuser_agent = "a\\nb"\n' + GOOD_FEED, "key 'user_agent'"),
+    ('[sources.news]\nkind = "rss"\nmodule = "abi"\nschedule = "* * * * ;rm"\n' + GOOD_FEED, "key 'schedule'"),
+    ('datastore = ""\n', "key 'datastore' must be a non-empty path"),
+    ('[sources.news]\nkind = "rss"\nmodule = "abi"\nfeeds = [{ url = "http://a/1", query = "AI" }, '
+     '{ url = "http://b/2", query = "AI" }]', "feeds[1] is the same feed as an earlier one ('AI')"),
+    ('[sources.a]\nkind = "rss"\nmodule = "abi"\npath = "x"\n' + GOOD_FEED +
+     '\n[sources.b]\nkind = "rss"\nmodule = "abi"\npath = "x"\n' + GOOD_FEED,
+     "[sources.b] writes to the same folder as [sources.a]"),
     ('[sources.news\nkind = "rss"', "not valid TOML"),
 ]
 
@@ -114,3 +124,11 @@ def test_shipped_config_is_the_abi_demo() -> None:
 
 def test_console_script_is_installed() -> None:
     assert ABI_BIN.exists()
+
+
+def test_config_errors_do_not_echo_secrets(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, '[sources.news]\nkind = "rss"\nmodule = "abi"\n'
+                         'feeds = [{ url = "htps://user:hunter22@x.org/f?token=tok3n" }]')
+    result = run_cli("collect", "rss", "--config", str(cfg))
+    assert result.exit_code == 2 and "feeds[0] key 'url'" in result.stderr
+    assert "hunter22" not in result.stderr and "tok3n" not in result.stderr

@@ -53,11 +53,11 @@ def test_atomic_write_leaves_no_temp_on_failure(tmp_path: Path, monkeypatch) -> 
 def test_stale_temp_files_of_dead_processes_are_removed(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
-    (tmp_path / f".x.json.{dead}.tmp").write_text("partial")
-    (tmp_path / f".y.json.{os.getpid()}.tmp").write_text("mine, in progress")
+    (tmp_path / f".x.json.{dead}-{dead}.tmp").write_text("partial")
+    (tmp_path / f".y.json.{os.getpid()}-1.tmp").write_text("mine, in progress")
     (tmp_path / "z.json").write_text("{}")
     assert remove_stale_temp_files(tmp_path) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".y.json.{os.getpid()}.tmp", "z.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".y.json.{os.getpid()}-1.tmp", "z.json"]
 
 
 def test_journal_recovers_only_ids_whose_files_exist(tmp_path: Path) -> None:
