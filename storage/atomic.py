@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -81,35 +83,72 @@ def write_json(target: Path, obj: Any, *, fsync: bool = True, sync_dir: bool = T
     return write_bytes(target, dumps(obj), fsync=fsync, sync_dir=sync_dir)
 
 
-def write_many(items: Iterable[tuple[Path, bytes]], *, threads: int = 4) -> list[Path]:
-    """Publish several files, each fsynced before its rename, each folder fsynced once at the end.
+def write_many(items: Iterable[tuple[Path, bytes]]) -> list[Path]:
+    """Publish a batch of files: all complete before any rename, each complete or absent.
 
-    fsync releases the GIL, so a few threads overlap the disk waits of a batch
-    of small record files. Every file is either complete or absent; on error
-    the first exception is raised after the others have finished.
+    A batch of hundreds of small record files would cost one fsync each
+    (~0.7 ms apiece here); instead all temp files are written, flushed to disk
+    together (one syncfs on Linux for a large batch, else an fsync per file),
+    and only then renamed into place, with one fsync per folder at the end.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     batch = list(items)
     folders = {target.parent for target, _ in batch}
-    for folder in folders:
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def one(item: tuple[Path, bytes]) -> Path:
-        return write_bytes(item[0], item[1], fsync=True, sync_dir=False)
-
-    if len(batch) < 8 or threads <= 1:
-        written = [one(item) for item in batch]
-    else:
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="publish") as pool:
-            futures = [pool.submit(one, item) for item in batch]
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            if errors:
-                raise errors[0]
-            written = [f.result() for f in futures]
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        per_file_fsync = len(batch) < _SYNCFS_MIN_BATCH or _syncfs() is None
+        for target, data in batch:
+            tmp = _tmp_name(target)
+            temps.append((tmp, target))
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                if per_file_fsync:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+        if not per_file_fsync:
+            for folder in folders:
+                _sync_filesystem(folder)
+        while temps:
+            tmp, target = temps[0]
+            os.replace(tmp, target)
+            temps.pop(0)
+    except OSError as exc:
+        for tmp, _ in temps:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise _storage_error(exc, temps[0][1] if temps else next(iter(folders))) from exc
     for folder in folders:
         fsync_dir(folder)
-    return written
+    return [target for target, _ in batch]
+
+
+_SYNCFS_MIN_BATCH = 32
+
+
+@functools.cache
+def _syncfs() -> Any:
+    """libc's syncfs(2) where there is one (Linux), else None (then every file is fsynced)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        import ctypes
+
+        return getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    except OSError:
+        return None
+
+
+def _sync_filesystem(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if _syncfs()(fd) != 0:
+            import ctypes
+
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
 
 
 def read_json(path: Path, default: Any = None) -> Any:

@@ -8,6 +8,7 @@ and never overwrite another record: a clash gets the record's key appended.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 from pathlib import Path
@@ -24,8 +25,8 @@ def plan_names(folder: Path, wanted: list[tuple[str, str]]) -> list[str]:
     taken: set[str] = set()
     names = []
     for stem, key in wanted:
-        candidates = [f"{stem}.json", f"{stem}_{key[:12]}.json"]
-        candidates += (f"{stem}_{key[:12]}-{n}.json" for n in range(2, 10_000))
+        candidates = itertools.chain((f"{stem}.json", f"{stem}_{key[:12]}.json"),
+                                     (f"{stem}_{key[:12]}-{n}.json" for n in itertools.count(2)))
         name = next(c for c in candidates if c not in taken and not (folder / c).exists())
         taken.add(name)
         names.append(name)

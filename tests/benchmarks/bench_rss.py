@@ -318,7 +318,7 @@ def table(res: dict[str, Any]) -> str:
          sec(c["inprocess_cold"]["min"]), "-"),
         ("  of which write path (records, journal, state, run record)", sec(c["write_path"]["median"]),
          sec(c["write_path"]["min"]), "-"),
-        ("files written by a cold run (entry files)",
+        ("files in the datastore after a cold run (listed in its run record)",
          f"{c['files_written_cold']} ({c['entry_files_cold']})", "-", "-"),
         ("`abi --help`", sec(s["help"]["median"]), sec(s["help"]["min"]), "-"),
         ('`python -c "import typer"`', sec(s["import_typer"]["median"]), sec(s["import_typer"]["min"]), "-"),
