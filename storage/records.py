@@ -53,7 +53,9 @@ def refresh_folder_sidecar(folder: Path, *, provenance: dict[str, Any]) -> dict[
     `abi status`) can tell whether the dataset moved without listing it twice.
     Returns the new sidecar, or None when the stored one is still accurate.
     """
-    names = sorted(e.name for e in os.scandir(folder) if SAFE_NAME.match(e.name)) if folder.is_dir() else []
+    if not folder.is_dir():
+        return None  # nothing collected yet: no dataset to describe
+    names = sorted(e.name for e in os.scandir(folder) if SAFE_NAME.match(e.name))
     digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
     path = sidecar_path(folder)
     current = read_json(path) or {}
