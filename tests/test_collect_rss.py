@@ -104,6 +104,7 @@ def test_all_feeds_failing_is_a_failed_run(env: Env) -> None:
     assert result.exit_code == 1
     assert record["status"] == "failed"
     assert "all 3 feeds failed" in record["error"]["message"]
+    assert not (env.module_dir / "orchestration" / "rss_feed.meta.json").exists()  # no dataset yet
 
 
 def test_429_with_a_short_retry_after_is_retried(env: Env) -> None:
