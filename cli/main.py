@@ -88,6 +88,44 @@ def collect_rss_cmd(
     raise typer.Exit(_exit_code(records))
 
 
+@collect_app.command("api")
+def collect_api_cmd(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
+    module: Annotated[str | None, typer.Option("--module", "-m", help="Only sources of this module.")] = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Ignore the stored watermark, fetch "
+                                                                      "everything, and reset the watermark.")] = False,
+    since: Annotated[str | None, typer.Option(help="Use this watermark for one run (a smaller one is not "
+                                                   "saved).")] = None,
+    max_pages: Annotated[int | None, typer.Option(min=1, help="Stop after this many pages.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Fetch the first page and print what would be "
+                                                            "written; store nothing.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for a running collection of the same source "
+                                                      "instead of recording this run as skipped.")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Page through JSON APIs and store new and changed records once (JSON Lines + sidecar).
+
+    Incremental from the last watermark; retried on 429/5xx/timeouts. A failed page fails
+    the run and stores nothing of it (exit 1); the next run starts from the saved watermark.
+    """
+    from cli import render
+    from collectors.api import collect_api, preview_api
+    from storage.config import load_config
+
+    cfg = _guard(lambda: load_config(config))
+    if dry_run:
+        preview = _guard(lambda: preview_api(config=cfg, source=source, since=since, full_refresh=full_refresh))
+        render.preview(preview, as_json=json_out)
+        return
+    with render.feed_progress(enabled=not json_out) as progress:
+        records = _guard(lambda: collect_api(config=cfg, source=source, module=module, full_refresh=full_refresh,
+                                             since=since, max_pages=max_pages, wait=wait, command=sys.argv[:],
+                                             progress=progress))
+    render.run_records(records, as_json=json_out)
+    raise typer.Exit(_exit_code(records))
+
+
 @app.command("status")
 def status_cmd(
     module: Annotated[str | None, typer.Option("--module", "-m", help="Only sources of this module.")] = None,

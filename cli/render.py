@@ -57,6 +57,18 @@ def summary_line(record: dict[str, Any]) -> str:
     c = record["counts"]
     if record["status"] == "skipped":
         return f"{record['source']}: skipped: {record['reason']}"
+    if record["kind"] == "api":
+        parts = [f"{c.get('pages', 0)} pages", f"{c.get('records', 0)} records", f"{c.get('new', 0)} new",
+                 f"{c.get('updated', 0)} updated", f"{c.get('unchanged', 0)} unchanged"]
+        if c.get("removed"):
+            parts.append(f"{c['removed']} removed")
+        if c.get("retries"):
+            parts.append(f"{c['retries']} retries")
+        wm = (record.get("details") or {}).get("watermark_after")
+        if wm is not None:
+            parts.append(f"watermark {wm}")
+        return (f"{record['source']}: {record['status']}: {', '.join(parts)} in {record['duration_s']:.2f}s "
+                f"(run {record['run_id']})")
     parts = [f"{c.get('feeds', 0)} feeds", f"{c.get('new', 0)} new", f"{c.get('already_stored', 0)} already stored"]
     if c.get("not_modified"):
         parts.append(f"{c['not_modified']} not modified")
@@ -80,6 +92,20 @@ def run_records(records: list[dict[str, Any]], *, as_json: bool) -> None:
             err.print(f"  warning: {warning}", markup=False)
         if record.get("error") and record["status"] == "failed":
             err.print(f"error: {record['source']}: {record['error']['message']}", markup=False)
+
+
+def preview(result: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print_json(result)
+        return
+    out = _console()
+    would = ", ".join(f"{n} {k}" for k, n in result["would_write"].items()) or "nothing"
+    out.print(f"{result['source']}: dry run of {result['url']} (watermark {result['watermark']!r}): "
+              f"{result['records_on_first_page']} records on the first page: {would}; "
+              f"{'more pages follow' if result['more_pages'] else 'no more pages'}", markup=False)
+    out.print(f"would write ({result['write']}) to {result['target']}; first records:", markup=False)
+    for record in result["sample"]:
+        out.print("  " + json.dumps(record, ensure_ascii=False)[:200], markup=False)
 
 
 def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:

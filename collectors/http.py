@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from storage.redact import redact_url
+from storage.redact import redact_text, redact_url
 from storage.runs import utcnow
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504}) | frozenset(range(520, 530))
@@ -105,22 +106,39 @@ def _wait(retry_max_wait: float):
 
 
 def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None,
-          timeout: float = 20.0, retries: int = 4, retry_max_wait: float = 60.0,
-          max_bytes: int = 10 * 1024 * 1024, user_agent: str | None = None,
-          accept: str = "*/*") -> FetchResult:
-    """GET `url` with validators; never raises for HTTP or network trouble, reports it instead."""
-    result = FetchResult(url=url)
-    headers = {"User-Agent": user_agent or default_user_agent(), "Accept": accept,
-               "Accept-Encoding": "gzip, deflate"}
+          accept: str = "*/*", **options: Any) -> FetchResult:
+    """Conditional GET of `url` (feeds): see `request` for the options."""
+    headers = {"Accept": accept}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
+    return request("GET", url, headers=headers, **options)
+
+
+def request(method: str, url: str, *, params: dict[str, Any] | None = None, json_body: Any = None,
+            headers: dict[str, str] | None = None, timeout: float = 20.0, retries: int = 4,
+            retry_max_wait: float = 60.0, max_bytes: int = 10 * 1024 * 1024, user_agent: str | None = None,
+            secrets: tuple[str, ...] = (), excerpt: bool = False,
+            throttle: Callable[[], None] | None = None) -> FetchResult:
+    """Send one HTTP request with retries; never raises for HTTP or network trouble, reports it instead.
+
+    `secrets` are masked in every message; `excerpt` adds the start of an error
+    response's body to a 4xx failure; `throttle` is called before each attempt
+    (rate limits).
+    """
+    result = FetchResult(url=url)
+    sent = {"User-Agent": user_agent or default_user_agent(), "Accept": "*/*",
+            "Accept-Encoding": "gzip, deflate", **(headers or {})}
+    call = _Call(method=method, url=url, params=params, json_body=json_body, headers=sent, timeout=timeout,
+                 max_bytes=max_bytes, retry_max_wait=retry_max_wait, excerpt=excerpt)
     t0 = time.monotonic()
 
     def attempt() -> None:
         result.attempts += 1
-        _get_once(url, headers, timeout, max_bytes, result, retry_max_wait)
+        if throttle is not None:
+            throttle()
+        _send_once(call, result)
 
     try:
         for try_ in Retrying(stop=stop_after_attempt(retries + 1), wait=_wait(retry_max_wait),
@@ -128,7 +146,7 @@ def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None
             with try_:
                 attempt()
     except (RetryableError, FetchError) as exc:
-        result.error = str(exc)
+        result.error = redact_text(str(exc), secrets)
         if exc.status is not None:
             result.status = exc.status
         if result.attempts > 1:
@@ -137,12 +155,25 @@ def fetch(url: str, *, etag: str | None = None, last_modified: str | None = None
     return result
 
 
-def _get_once(url: str, headers: dict[str, str], timeout: float, max_bytes: int,
-              result: FetchResult, retry_max_wait: float) -> None:
-    connect = min(timeout, 10.0)
+@dataclass
+class _Call:
+    method: str
+    url: str
+    params: dict[str, Any] | None
+    json_body: Any
+    headers: dict[str, str]
+    timeout: float
+    max_bytes: int
+    retry_max_wait: float
+    excerpt: bool
+
+
+def _send_once(call: _Call, result: FetchResult) -> None:
+    timeout = call.timeout
     deadline = time.monotonic() + 3 * timeout  # a server dripping bytes must not hold the lock forever
     try:
-        resp = session().get(url, headers=headers, timeout=(connect, timeout), stream=True)
+        resp = session().request(call.method, call.url, params=call.params, json=call.json_body,
+                                 headers=call.headers, timeout=(min(timeout, 10.0), timeout), stream=True)
     except requests.exceptions.Timeout:
         raise RetryableError(f"timed out after {timeout:g}s") from None
     except requests.exceptions.ConnectionError as exc:
@@ -156,9 +187,10 @@ def _get_once(url: str, headers: dict[str, str], timeout: float, max_bytes: int,
         if status in RETRY_STATUSES:
             message = f"HTTP {status} {resp.reason or ''}".strip()
             retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            if retry_after is not None and retry_after > retry_max_wait:
+            if retry_after is not None and retry_after > call.retry_max_wait:
                 raise FetchError(f"{message}: the server asks to wait {retry_after:.0f}s, more than "
-                                 f"retry_max_wait={retry_max_wait:g}s; it will be tried on the next run", status=status)
+                                 f"retry_max_wait={call.retry_max_wait:g}s; it will be tried on the next run",
+                                 status=status)
             raise RetryableError(message, status=status, retry_after=retry_after)
         result.status = status
         result.headers = {k.lower(): v for k, v in resp.headers.items()}
@@ -166,10 +198,11 @@ def _get_once(url: str, headers: dict[str, str], timeout: float, max_bytes: int,
         if status == 304 or status == 410:
             return
         if status >= 400:
-            raise FetchError(f"HTTP {status} {resp.reason or ''}".strip(), status=status)
+            detail = _excerpt(resp) if call.excerpt else ""
+            raise FetchError(f"HTTP {status} {resp.reason or ''}".strip() + detail, status=status)
         declared = resp.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            raise FetchError(f"response of {declared} bytes exceeds max_bytes={max_bytes}", status=status)
+        if declared.isdigit() and int(declared) > call.max_bytes:
+            raise FetchError(f"response of {declared} bytes exceeds max_bytes={call.max_bytes}", status=status)
         chunks: list[bytes] = []
         size = 0
         try:
@@ -177,12 +210,22 @@ def _get_once(url: str, headers: dict[str, str], timeout: float, max_bytes: int,
                 if time.monotonic() > deadline:
                     raise RetryableError(f"download too slow: not finished after {3 * timeout:g}s")
                 size += len(chunk)
-                if size > max_bytes:
-                    raise FetchError(f"response exceeds max_bytes={max_bytes}", status=status)
+                if size > call.max_bytes:
+                    raise FetchError(f"response exceeds max_bytes={call.max_bytes}", status=status)
                 chunks.append(chunk)
         except requests.exceptions.RequestException as exc:
             raise RetryableError(f"connection broken while reading: {_reason(exc)}") from None
         result.body = b"".join(chunks)
+
+
+def _excerpt(resp: requests.Response, limit: int = 160) -> str:
+    """The start of an error body, on one line: APIs explain a 4xx there."""
+    try:
+        raw = next(resp.iter_content(limit * 4), b"")
+    except requests.exceptions.RequestException:
+        return ""
+    text = " ".join(raw.decode("utf-8", "replace").split())[:limit]
+    return f": {text}" if text else ""
 
 
 def _permanent_target(resp: requests.Response) -> str | None:

@@ -33,6 +33,7 @@ FEED_ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json
                "application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5")
 
 Progress = Callable[[str, dict[str, Any]], None]
+FEED_MAX_BYTES = 10 * 1024 * 1024
 
 
 @dataclass
@@ -153,7 +154,7 @@ def _fetch_all(src: SourceConfig, feeds: list[FeedConfig], feed_state: dict[str,
             with limits[urlsplit(url).netloc.lower()]:
                 result = fetch(url, etag=previous.get("etag"), last_modified=previous.get("last_modified"),
                                timeout=src.timeout, retries=src.retries, retry_max_wait=src.retry_max_wait,
-                               max_bytes=src.max_bytes, user_agent=src.user_agent, accept=FEED_ACCEPT)
+                               max_bytes=src.max_bytes or FEED_MAX_BYTES, user_agent=src.user_agent, accept=FEED_ACCEPT)
             return _interpret(feed, result, previous)
         except Exception as exc:  # one feed's surprise must not cost the other feeds their entries
             outcome = FeedOutcome(feed, status="failed", error=one_line(f"unexpected {type(exc).__name__}: {exc}"))

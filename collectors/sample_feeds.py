@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape
 
 DEMO_QUERIES = ("Ontology", "AI", "Palantir", "LLM", "Elon Musk", "OpenAI", "Google", "Meta", "Microsoft",
@@ -80,6 +80,7 @@ class Route:
     last_modified: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
     script: list[Reply] = field(default_factory=list)
     sticky: Reply | None = None
+    handler: Callable[[dict[str, str], dict[str, str]], Reply] | None = None
 
     @property
     def etag(self) -> str:
@@ -111,6 +112,15 @@ class FeedServer:
             route = Route(body=body, **kwargs)  # type: ignore[arg-type]
             if old is not None and old.body == body:
                 route.last_modified = old.last_modified
+            self.routes[path] = route
+            return route
+
+    def handle(self, path: str, handler: Callable[[dict[str, str], dict[str, str]], Reply], *,
+               latency: float = 0.0) -> Route:
+        """Answer `path` with `handler(query, headers)`: dynamic endpoints such as a sample API."""
+        with self._lock:
+            route = Route(body=b"", content_type="application/json", validators=False, latency=latency,
+                          handler=handler)
             self.routes[path] = route
             return route
 
@@ -173,14 +183,22 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             self._serve(head=False)
 
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            self._serve(head=False)
+
         def _serve(self, *, head: bool) -> None:
-            path = self.path.split("?", 1)[0]
-            route, reply = server._take(path, {k.lower(): v for k, v in self.headers.items()})
+            path, _, query = self.path.partition("?")
+            headers_in = {k.lower(): v for k, v in self.headers.items()}
+            route, reply = server._take(path, {**headers_in, ":query": query})
             delay = route.latency if route and route.latency else server.latency
             if delay:
                 time.sleep(delay)
             if route is None:
                 return self._send(404, {}, b"not found\n", head)
+            if reply is None and route.handler is not None:
+                reply = route.handler(dict(parse_qsl(query, keep_blank_values=True)), headers_in)
             if reply is not None:
                 body = reply.body if reply.body is not None else (route.body if reply.status == 200 else b"")
                 headers = {"Content-Type": route.content_type, **reply.headers}

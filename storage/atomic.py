@@ -24,12 +24,12 @@ from storage.errors import StorageError
 _TMP_RE = re.compile(r"^\..+\.(\d+)-\d+\.tmp$")
 
 
-def _tmp_name(target: Path) -> Path:
+def tmp_path_for(target: Path) -> Path:
     """`.<name>.<pid>-<thread>.tmp`: hidden, unique per writer, and tells whose it is."""
     return target.with_name(f".{target.name}.{os.getpid()}-{threading.get_native_id()}.tmp")
 
 
-def _storage_error(exc: OSError, target: Path) -> StorageError:
+def storage_error(exc: OSError, target: Path) -> StorageError:
     if exc.errno == errno.ENOSPC:
         hint = "the disk is full: free space and run again"
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -55,7 +55,7 @@ def fsync_dir(folder: Path) -> None:
 
 def write_bytes(target: Path, data: bytes, *, fsync: bool = True, sync_dir: bool = True) -> Path:
     """Publish `data` at `target` atomically; raise StorageError on failure."""
-    tmp = _tmp_name(target)
+    tmp = tmp_path_for(target)
     if not target.parent.is_dir():
         target.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -68,7 +68,7 @@ def write_bytes(target: Path, data: bytes, *, fsync: bool = True, sync_dir: bool
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise _storage_error(exc, target) from exc
+        raise storage_error(exc, target) from exc
     if sync_dir:
         fsync_dir(target.parent)
     return target
@@ -99,7 +99,7 @@ def write_many(items: Iterable[tuple[Path, bytes]]) -> list[Path]:
             folder.mkdir(parents=True, exist_ok=True)
         per_file_fsync = len(batch) < _SYNCFS_MIN_BATCH or _syncfs() is None
         for target, data in batch:
-            tmp = _tmp_name(target)
+            tmp = tmp_path_for(target)
             temps.append((tmp, target))
             with open(tmp, "wb") as fh:
                 fh.write(data)
@@ -117,7 +117,7 @@ def write_many(items: Iterable[tuple[Path, bytes]]) -> list[Path]:
         for tmp, _ in temps:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-        raise _storage_error(exc, temps[0][1] if temps else next(iter(folders))) from exc
+        raise storage_error(exc, temps[0][1] if temps else next(iter(folders))) from exc
     for folder in folders:
         fsync_dir(folder)
     return [target for target, _ in batch]

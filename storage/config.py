@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from storage.api_config import API_KEYS, ApiConfig, parse_api
 from storage.errors import ConfigError
 from storage.paths import NAME_RE, Datastore, resolve_root
 from storage.redact import redact_url
@@ -33,7 +34,7 @@ _COMMON: dict[str, tuple[tuple[type, ...], bool]] = {
     "interval": ((str, int), False),
     "schedule": ((str,), False),
     "timeout": ((int, float), False),
-    "retries": ((int,), False),
+    "retries": ((int, dict), False),
     "retry_max_wait": ((int, float), False),
     "user_agent": ((str,), False),
 }
@@ -44,6 +45,7 @@ _KINDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "concurrency": ((int,), False),
         "per_host": ((int,), False),
     },
+    "api": API_KEYS,
 }
 _FEED_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "url": ((str,), True),
@@ -92,10 +94,11 @@ class SourceConfig:
     retries: int = 4
     retry_max_wait: float = 60.0
     user_agent: str | None = None
-    max_bytes: int = 10 * 1024 * 1024
+    max_bytes: int | None = None  # each collector has its own default
     concurrency: int = 16
     per_host: int = 8
     feeds: tuple[FeedConfig, ...] = ()
+    api: ApiConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,7 @@ def _parse_source(name: str, table: Any, file: Path) -> SourceConfig:
     if kind not in _KINDS:
         raise ConfigError(f"{where} key 'kind' must be one of: {', '.join(sorted(_KINDS))} (got {kind!r})")
     _check_keys(table, {**_COMMON, **_KINDS[kind]}, where)
+    table = _flatten_retries(table, where)
     if not NAME_RE.match(table["module"]):
         raise ConfigError(f"{where} key 'module' may use letters, digits, '_' and '-' only")
     path = table.get("path")
@@ -217,8 +221,29 @@ def _parse_source(name: str, table: Any, file: Path) -> SourceConfig:
     return SourceConfig(
         name=name, kind=kind, module=table["module"], path=path, schedule=schedule,
         interval_s=parse_interval(table["interval"], where) if "interval" in table else None,
-        feeds=_parse_feeds(table.get("feeds", []), where), **options,
+        feeds=_parse_feeds(table["feeds"], where) if kind == "rss" else (),
+        api=parse_api(table, where) if kind == "api" else None, **options,
     )
+
+
+def _flatten_retries(table: dict[str, Any], where: str) -> dict[str, Any]:
+    """`retries = 3` or `retries = { count = 3, max_wait = 30 }` (max_wait is retry_max_wait)."""
+    retries = table.get("retries")
+    if not isinstance(retries, dict):
+        return table
+    extra = set(retries) - {"count", "max_wait"}
+    if extra or "count" not in retries:
+        raise ConfigError(f"{where} key 'retries' must be a count or {{ count = 3, max_wait = 30 }}")
+    flat = {k: v for k, v in table.items() if k != "retries"}
+    flat["retries"] = retries["count"]
+    if "max_wait" in retries:
+        if "retry_max_wait" in table:
+            raise ConfigError(f"{where} set retries.max_wait or retry_max_wait, not both")
+        flat["retry_max_wait"] = retries["max_wait"]
+    for key in ("retries", "retry_max_wait"):
+        if key in flat and (isinstance(flat[key], bool) or not isinstance(flat[key], (int, float))):
+            raise ConfigError(f"{where} key 'retries' must be a count or {{ count = 3, max_wait = 30 }}")
+    return flat
 
 
 def _parse_feeds(feeds: list[Any], where: str) -> tuple[FeedConfig, ...]:

@@ -21,10 +21,13 @@ from storage.runs import Run, write_run_record
 
 
 def run_job(*, ds: Datastore, module: str, source: str, kind: str, command: list[str],
-            work: Callable[[Run], None], wait: bool = False,
-            interval_s: int | None = None) -> dict[str, Any]:
-    """Run `work` under the source's lock and return the run record it produced."""
-    run = Run(module=module, source=source, kind=kind, command=command)
+            work: Callable[[Run], None], wait: bool = False, interval_s: int | None = None,
+            secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run `work` under the source's lock and return the run record it produced.
+
+    `secrets` (credential values) are masked in the record's error and traceback.
+    """
+    run = Run(module=module, source=source, kind=kind, command=command, secrets=secrets)
     lock = SourceLock(ds.lock_file(module, source), wait=wait)
     try:
         lock.acquire()
@@ -40,7 +43,7 @@ def run_job(*, ds: Datastore, module: str, source: str, kind: str, command: list
             run.fail(exc)
         except Exception as exc:  # a bug: keep the traceback in the record for whoever looks
             run.fail(exc)
-            run.error["traceback"] = redact_text("".join(traceback.format_exception(exc))[-4000:])
+            run.error["traceback"] = redact_text("".join(traceback.format_exception(exc))[-4000:], secrets)
         except BaseException as exc:
             run.fail(InterruptedError(f"interrupted ({type(exc).__name__})"))
             write_run_record(ds, run.record(), interval_s=interval_s)

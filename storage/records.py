@@ -7,6 +7,7 @@ and never overwrite another record: a clash gets the record's key appended.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -14,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from storage.atomic import dumps, read_json, write_json, write_many
+from storage.atomic import dumps, fsync_dir, read_json, storage_error, tmp_path_for, write_json, write_many
 from storage.errors import StorageError
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}\.json$")
@@ -64,3 +65,65 @@ def refresh_folder_sidecar(folder: Path, *, provenance: dict[str, Any]) -> dict[
     meta = {**provenance, "records": len(names), "sha256": digest, "sha256_of": "sorted record file names"}
     write_json(path, meta)
     return meta
+
+
+class JsonLinesWriter:
+    """Stream records into a hidden temp file beside `target`; `publish` makes it visible atomically.
+
+    Memory stays flat however many records pass through; the SHA-256 of the
+    bytes is computed on the way for the sidecar.
+    """
+
+    def __init__(self, target: Path) -> None:
+        if not SAFE_NAME.match(target.name.replace(".jsonl", ".json")):
+            raise StorageError(f"refusing unsafe data file name {target.name!r}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.target = target
+        self.tmp = tmp_path_for(target)
+        self.count = 0
+        self._sha = hashlib.sha256()
+        try:
+            self._fh = open(self.tmp, "wb")  # noqa: SIM115 - closed by publish/abort
+        except OSError as exc:
+            raise storage_error(exc, target) from exc
+
+    def write_line(self, line: str) -> None:
+        data = line.encode() + b"\n"
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            self.abort()
+            raise storage_error(exc, self.target) from exc
+        self._sha.update(data)
+        self.count += 1
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    def publish(self) -> Path:
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            os.replace(self.tmp, self.target)
+        except OSError as exc:
+            self.abort()
+            raise storage_error(exc, self.target) from exc
+        fsync_dir(self.target.parent)
+        return self.target
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._fh.close()
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
+
+
+def read_lines(path: Path):
+    """The lines of a JSON Lines file, one at a time (no trailing newline)."""
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.rstrip("\n")
+            if line:
+                yield line

@@ -58,7 +58,9 @@ class Run:
     items: list[dict[str, Any]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    secrets: tuple[str, ...] = field(default=(), repr=False)
     _t0: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -71,7 +73,8 @@ class Run:
 
     def fail(self, exc: BaseException) -> None:
         self.status = "failed"
-        self.error = {"type": type(exc).__name__, "message": redact_text(" ".join((str(exc) or repr(exc)).split()))}
+        self.error = {"type": type(exc).__name__, "message": redact_text(" ".join((str(exc) or repr(exc)).split()),
+                                                                   self.secrets)}
 
     def record(self) -> dict[str, Any]:
         ended = utcnow()
@@ -90,6 +93,7 @@ class Run:
             "items": self.items,
             "files_written": self.files,
             "warnings": self.warnings,
+            "details": self.details,
             "error": self.error,
             "version": tool_version(),
             "host": socket.gethostname(),

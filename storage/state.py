@@ -23,7 +23,7 @@ def load_state(ds: Datastore, module: str, source: str) -> dict[str, Any]:
     state = read_json(ds.state_file(module, source)) or {"version": STATE_VERSION}
     journal_path = ds.journal_file(module, source)
     journal = read_json(journal_path)
-    if journal:
+    if journal and "seen" in journal:  # other journals are replayed by their job (see read_journal)
         recovered = _recover(state, journal, ds.module_dir(module))
         state.setdefault("recovered", []).append({"run_id": journal.get("run_id"), "ids": recovered})
         save_state(ds, module, source, state)
@@ -41,6 +41,21 @@ def _recover(state: dict[str, Any], journal: dict[str, Any], module_dir: Path) -
                 count += 1
         seen[group] = sorted(known)
     return count
+
+
+def read_journal(ds: Datastore, module: str, source: str) -> dict[str, Any] | None:
+    return read_json(ds.journal_file(module, source))
+
+
+def write_files_journal(ds: Datastore, module: str, source: str, *, run_id: str, files: list[str],
+                        **extra: Any) -> None:
+    """Record data files about to be published (relative to the module), for a job that replays them."""
+    write_json(ds.journal_file(module, source), {"run_id": run_id, "files": files, **extra})
+
+
+def clear_journal(ds: Datastore, module: str, source: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        ds.journal_file(module, source).unlink()
 
 
 def write_journal(ds: Datastore, module: str, source: str, *, run_id: str,

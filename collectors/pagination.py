@@ -1,0 +1,152 @@
+"""Walking the pages of a JSON API: page number, offset, cursor, next URL, Link header.
+
+`iter_pages` asks `send` for one page at a time and yields its records, so a
+result set of any size passes through with one page in memory. It stops on an
+empty page, a missing cursor or next link, a short page, a cursor or URL seen
+before (a server bug that would loop forever), or `max_pages`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+from collectors.http import FetchResult
+from storage.api_config import ApiConfig
+from storage.redact import redact_text
+
+
+class PageError(Exception):
+    """A page could not be fetched or read; the message says which page and why."""
+
+
+@dataclass
+class Page:
+    number: int
+    records: list[Any]
+    result: FetchResult
+
+
+@dataclass
+class Walk:
+    """What the walk saw, for the run record."""
+
+    pages: int = 0
+    truncated: bool = False
+    stop_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+Send = Callable[[str, dict[str, Any] | None], FetchResult]
+_MISSING = object()
+
+
+def dig(body: Any, path: str) -> Any:
+    """`data.items` -> body['data']['items']; '' -> body. Returns _MISSING when absent."""
+    node = body
+    for part in [p for p in path.split(".") if p]:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return _MISSING
+    return node
+
+
+def _decode(result: FetchResult, number: int, secrets: tuple[str, ...]) -> Any:
+    try:
+        return json.loads(result.body)
+    except (ValueError, UnicodeDecodeError):
+        kind = result.headers.get("content-type", "no content type")
+        start = " ".join(result.body[:80].decode("utf-8", "replace").split())
+        raise PageError(redact_text(f"page {number}: expected JSON, got {kind} starting with {start!r}",
+                                    secrets)) from None
+
+
+def _records(body: Any, path: str, number: int) -> list[Any]:
+    found = dig(body, path)
+    if found is _MISSING:
+        keys = ", ".join(sorted(body)[:12]) if isinstance(body, dict) else type(body).__name__
+        raise PageError(f"page {number}: no {path!r} in the response (found: {keys}); check 'records'")
+    if not isinstance(found, list):
+        where = repr(path) if path else "the body"
+        raise PageError(f"page {number}: {where} is a {type(found).__name__}, not a list of records; "
+                        "check 'records'")
+    return found
+
+
+def iter_pages(api: ApiConfig, *, send: Send, params: dict[str, Any], max_pages: int | None,
+               walk: Walk, secrets: tuple[str, ...] = ()) -> Iterator[Page]:
+    pag = api.pagination
+    url = api.url
+    params = dict(params)
+    if pag and pag.type in ("page", "offset"):
+        params[pag.param] = pag.start
+        if pag.size_param and pag.size:
+            params[pag.size_param] = pag.size
+    limit = max_pages or (pag.max_pages if pag else None)
+    seen_next: set[str] = set()
+    number = 0
+    while True:
+        number += 1
+        result = send(url, params)
+        if result.error:
+            raise PageError(f"page {number}: {result.error}")
+        body = _decode(result, number, secrets)
+        records = _records(body, api.records, number)
+        walk.pages = number
+        yield Page(number, records, result)
+        if pag is None:
+            walk.stop_reason = "no pagination"
+            return
+        if not records:
+            walk.stop_reason = "empty page"
+            return
+        if limit is not None and number >= limit:
+            walk.truncated, walk.stop_reason = True, f"max_pages={limit} reached"
+            return
+        if pag.type in ("page", "offset"):
+            if pag.size and len(records) < pag.size:
+                walk.stop_reason = "short page"
+                return
+            params[pag.param] += 1 if pag.type == "page" else len(records)
+            continue
+        if pag.type == "cursor":
+            cursor = dig(body, pag.cursor_path or "")
+            if cursor is _MISSING or cursor in (None, "", False):
+                walk.stop_reason = "no next cursor"
+                return
+            key = json.dumps(cursor)
+            nxt: str | None = None
+        else:
+            nxt = dig(body, pag.next_path or "") if pag.type == "next_url" else _link_next(result)
+            if nxt is _MISSING or not nxt or not isinstance(nxt, str):
+                walk.stop_reason = "no next link"
+                return
+            key = nxt = urljoin(result.final_url or url, nxt)
+        if key in seen_next:
+            walk.stop_reason = "the server repeated a page link"
+            walk.warnings.append(f"page {number}: the next page points back to one already fetched; stopped there")
+            return
+        seen_next.add(key)
+        if nxt is None:
+            params[pag.param] = cursor
+        else:
+            url, params = nxt, {}  # a next link carries its own query string
+
+
+def _link_next(result: FetchResult) -> str | None:
+    """rel="next" of an RFC 8288 Link header."""
+    import requests.utils
+
+    header = result.headers.get("link")
+    if not header:
+        return None
+    for link in requests.utils.parse_header_links(header):
+        if "next" in str(link.get("rel", "")).split():
+            return link.get("url")
+    return None

@@ -1,0 +1,343 @@
+"""`abi collect api` against a real JSON API on 127.0.0.1 (collectors.sample_api)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collectors.sample_api import STYLES, SampleAPI
+from collectors.sample_feeds import FeedServer, Reply
+from tests.conftest import ABI_BIN, run_cli
+
+TOKEN = "tok-5ecret-abc123"
+
+
+PAGINATION = {
+    "page": '{ type = "page", param = "page", size_param = "per_page", size = 20 }',
+    "offset": '{ type = "offset", param = "offset", size_param = "limit", size = 20 }',
+    "cursor": '{ type = "cursor", cursor_path = "meta.next", param = "cursor" }',
+    "next_url": '{ type = "next_url", next_path = "links.next" }',
+    "link_header": '{ type = "link_header" }',
+}
+
+
+class ApiEnv:
+    def __init__(self, tmp_path: Path, server: FeedServer, api: SampleAPI, *, style: str = "cursor",
+                 write: str = "append", extra: str = "", incremental: bool = True) -> None:
+        self.tmp_path, self.server, self.api = tmp_path, server, api
+        self.urls = api.mount(server)
+        self.style = style
+        self.config = tmp_path / "abi.toml"
+        lines = ["[sources.articles]", 'kind = "api"', 'module = "news"', f'url = "{self.urls[style]}"',
+                 'records = "data"', 'primary_key = "id"', f'write = "{write}"',
+                 'auth = { bearer_env = "ABI_TEST_TOKEN" }', "retries = { count = 2, max_wait = 0.2 }",
+                 "timeout = 2", f"pagination = {PAGINATION[style]}"]
+        if style in ("cursor", "next_url", "link_header"):
+            lines.append("params = { per_page = 20 }")
+        if incremental:
+            lines.append('incremental = { cursor_field = "updated_at", param = "since", '
+                         'initial = "2000-01-01T00:00:00Z" }')
+        if extra:
+            lines.append(extra)
+        self.config.write_text("\n".join(lines) + "\n")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.tmp_path / "storage" / "datastore" / "core" / "modules" / "news" / "raw_data" / "articles"
+
+    def data_files(self) -> list[Path]:
+        return sorted(self.data_dir.glob("*.jsonl")) if self.data_dir.exists() else []
+
+    def stored(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for p in self.data_files() for line in p.read_text().splitlines() if line]
+
+    def collect(self, *args: str) -> tuple[int, dict[str, Any] | None, str]:
+        result = run_cli("collect", "api", "--config", str(self.config), "--json", *args)
+        try:
+            record = json.loads(result.stdout)
+        except ValueError:
+            record = None
+        return result.exit_code, record, result.stderr
+
+    def state(self) -> dict[str, Any]:
+        path = self.tmp_path / "storage/datastore/core/modules/news/orchestration/state/articles.json"
+        return json.loads(path.read_text())
+
+
+@pytest.fixture(autouse=True)
+def _token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ABI_TEST_TOKEN", TOKEN)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_every_pagination_style_collects_all_pages_exactly_once(tmp_path, server, style) -> None:
+    env = ApiEnv(tmp_path, server, SampleAPI(records=95, token=TOKEN), style=style)
+    code, record, err = env.collect()
+    assert code == 0, err
+    assert record["counts"]["pages"] == 5  # 95 records, 20 a page: the short last page ends the walk
+    ids = [r["id"] for r in env.stored()]
+    assert sorted(ids) == list(range(1, 96))
+    assert record["counts"]["new"] == 95 and record["details"]["watermark_after"] == "2024-01-01T01:34:00Z"
+
+
+def test_second_run_fetches_only_changed_records(tmp_path, server) -> None:
+    api = SampleAPI(records=60, token=TOKEN)
+    env = ApiEnv(tmp_path, server, api)
+    env.collect()
+    code, record, _ = env.collect()
+    assert code == 0
+    # the request carries the watermark: only the boundary record comes back, and it is not stored again
+    assert record["counts"]["records"] == 1 and record["counts"]["new"] == 0
+    assert record["files_written"] == [] and len(env.data_files()) == 1
+    assert server.headers_for("/api/cursor")[-1][":query"] == "per_page=20&since=2024-01-01T00%3A59%3A00Z"
+    api.touch([3, 7])
+    api.add(2)
+    code, record, _ = env.collect()
+    assert (record["counts"]["new"], record["counts"]["updated"]) == (2, 2)
+    assert len(env.data_files()) == 2
+    newest = env.tmp_path / "storage" / "datastore" / record["files_written"][0]
+    latest = [json.loads(x) for x in newest.read_text().splitlines()]
+    assert sorted(r["id"] for r in latest) == [3, 7, 61, 62]
+    assert record["details"]["watermark_before"] == "2024-01-01T00:59:00Z"
+    assert record["details"]["watermark_after"] == "2024-01-01T01:01:00Z"
+
+
+def test_requests_carry_the_watermark_and_the_token(tmp_path, server) -> None:
+    env = ApiEnv(tmp_path, server, SampleAPI(records=30, token=TOKEN))
+    env.collect()
+    env.collect()
+    sent = server.headers_for("/api/cursor")
+    assert all(h["authorization"] == f"Bearer {TOKEN}" for h in sent)
+    assert "abi-orchestration/" in sent[-1]["user-agent"]
+
+
+def test_boundary_records_sharing_one_timestamp_are_neither_lost_nor_duplicated(tmp_path, server) -> None:
+    api = SampleAPI(records=100, token=TOKEN, same_time=25)  # 4 timestamps, 25 records each
+    env = ApiEnv(tmp_path, server, api)
+    env.collect()
+    late = api.add(5, at_current_time=True)  # committed late, with the watermark's own timestamp
+    code, record, _ = env.collect()
+    assert code == 0
+    assert record["counts"]["new"] == 5
+    ids = [r["id"] for r in env.stored()]
+    assert len(ids) == len(set(ids)) == 105 and set(late) <= set(ids)
+    _code, record, _ = env.collect()
+    assert record["counts"]["new"] == 0 and record["counts"]["unchanged"] == 30
+
+
+def test_merge_updates_changed_records_in_place(tmp_path, server) -> None:
+    api = SampleAPI(records=40, token=TOKEN)
+    env = ApiEnv(tmp_path, server, api, write="merge")
+    env.collect()
+    (dataset,) = env.data_files()
+    assert dataset.name == "articles.jsonl"
+    before = [json.loads(x) for x in dataset.read_text().splitlines()]
+    api.touch([5, 9])
+    api.add(1)
+    code, record, _ = env.collect()
+    assert code == 0 and (record["counts"]["updated"], record["counts"]["new"]) == (2, 1)
+    (dataset,) = env.data_files()
+    after = [json.loads(x) for x in dataset.read_text().splitlines()]
+    assert [r["id"] for r in after] == [r["id"] for r in before] + [41]  # order kept, new at the end
+    assert after[4]["title"] == "edited 5" and after[8]["title"] == "edited 9"
+    assert after[0] == before[0]
+    sidecar = json.loads((dataset.parent / "articles.jsonl.meta.json").read_text())
+    assert sidecar["records"] == 41 and sidecar["run_id"] == record["run_id"] and sidecar["updated"] == 2
+
+
+def test_replace_keeps_the_latest_full_result(tmp_path, server) -> None:
+    api = SampleAPI(records=30, token=TOKEN)
+    env = ApiEnv(tmp_path, server, api, write="replace", incremental=False)
+    env.collect()
+    api.remove([1, 2, 3])
+    code, record, _ = env.collect()
+    assert code == 0
+    assert record["counts"]["removed"] == 3
+    (dataset,) = env.data_files()
+    assert sorted(json.loads(x)["id"] for x in dataset.read_text().splitlines()) == list(range(4, 31))
+    _code, record, _ = env.collect()
+    assert record["files_written"] == []  # nothing changed: the dataset is not rewritten
+
+
+def test_429_and_intermittent_503_are_retried_within_budget(tmp_path, server) -> None:
+    env = ApiEnv(tmp_path, server, SampleAPI(records=50, token=TOKEN))
+    server.script("/api/cursor", Reply(status=429, headers={"Retry-After": "0"}), Reply(status=503))
+    code, record, _ = env.collect()
+    assert code == 0
+    assert record["counts"]["retries"] == 2
+    assert record["details"]["http_statuses"] == {"200": 3, "429": 1, "503": 1}
+    assert len(env.stored()) == 50
+
+
+def test_retries_give_up_with_a_clear_failure_and_store_nothing(tmp_path, server) -> None:
+    env = ApiEnv(tmp_path, server, SampleAPI(records=50, token=TOKEN))
+    env.collect()
+    server.routes["/api/cursor"].script.extend([Reply(status=503)] * 3)
+    env.api.touch([1])
+    code, record, _err = env.collect()
+    assert code == 1 and record["status"] == "failed"
+    assert "page 1: HTTP 503 Service Unavailable (after 3 attempts)" in record["error"]["message"]
+    assert "nothing of this run was stored" in record["error"]["message"]
+    server.routes["/api/cursor"].script.extend([Reply(status=503)] * 3)
+    plain = run_cli("collect", "api", "--config", str(env.config))
+    assert plain.exit_code == 1 and plain.stderr.count("\n") == 1
+    assert plain.stderr.startswith("error: articles: page 1: HTTP 503")
+    assert len(env.data_files()) == 1
+    assert env.state()["watermark"] == "2024-01-01T00:49:00Z"  # unchanged
+    code, record, _ = env.collect()
+    assert record["counts"]["updated"] == 1  # the next run picks it up
+
+
+def test_a_hanging_response_times_out_and_is_reported(tmp_path, server) -> None:
+    env = ApiEnv(tmp_path, server, SampleAPI(records=10, token=TOKEN), extra="")
+    env.config.write_text(env.config.read_text().replace("timeout = 2", "timeout = 0.5"))
+    server.routes["/api/cursor"].latency = 3
+    code, record, _ = env.collect()
+    assert code == 1 and "timed out after 0.5s (after 3 attempts)" in record["error"]["message"]
+
+
+def test_invalid_json_and_html_error_pages_are_one_clear_failure(tmp_path, server) -> None:
+    env = ApiEnv(tmp_path, server, SampleAPI(records=10, token=TOKEN))
+    server.script("/api/cursor", Reply(status=200, headers={"Content-Type": "application/json"},
+                                       body=b'{"data": [1, 2'))
+    code, record, _err = env.collect()
+    assert code == 1 and "page 1: expected JSON, got application/json starting with" in record["error"]["message"]
+    server.script("/api/cursor", Reply(status=200, headers={"Content-Type": "text/html"},
+                                       body=b"<!DOCTYPE html><html><body>Maintenance</body></html>"))
+    code, record, _err = env.collect()
+    assert "expected JSON, got text/html starting with '<!DOCTYPE html>" in record["error"]["message"]
+    server.script("/api/cursor", Reply(status=200, headers={"Content-Type": "application/json"},
+                                       body=b'{"items": [], "total": 0}'))
+    code, record, _err = env.collect()
+    assert "no 'data' in the response (found: items, total); check 'records'" in record["error"]["message"]
+    assert env.data_files() == []
+
+
+def test_4xx_fails_at_once_with_a_redacted_body_excerpt(tmp_path, server, monkeypatch) -> None:
+    monkeypatch.setenv("ABI_TEST_TOKEN", "wrong-token-value")
+    env = ApiEnv(tmp_path, server, SampleAPI(records=10, token=TOKEN))
+    code, record, _err = env.collect()
+    assert code == 1
+    assert "HTTP 401 Unauthorized: {\"error\": \"unauthorized" in record["error"]["message"]
+    assert record["counts"]["requests"] == 0 or server.count("/api/cursor") == 1
+
+
+def test_missing_token_variable_is_exit_2_naming_it(tmp_path, server, monkeypatch) -> None:
+    monkeypatch.delenv("ABI_TEST_TOKEN")
+    env = ApiEnv(tmp_path, server, SampleAPI(records=10, token=TOKEN))
+    result = run_cli("collect", "api", "--config", str(env.config))
+    assert result.exit_code == 2
+    assert "environment variable ABI_TEST_TOKEN, which is not set" in result.stderr
+    assert server.count() == 0 and not (tmp_path / "storage").exists()
+
+
+def test_the_token_appears_in_no_file_and_no_output(tmp_path, server) -> None:
+    api = SampleAPI(records=30, token=TOKEN)
+    env = ApiEnv(tmp_path, server, api)
+    outputs = [run_cli("collect", "api", "--config", str(env.config), *a) for a in ([], ["--json"])]
+    server.stick("/api/cursor", Reply(status=400, body=f"bad request for token {TOKEN}".encode()))
+    outputs.append(run_cli("collect", "api", "--config", str(env.config)))
+    outputs.append(run_cli("collect", "api", "--config", str(env.config), "--dry-run", "--source", "articles"))
+    for out in outputs:
+        assert TOKEN not in out.stdout and TOKEN not in out.stderr
+    assert "bad request for token ***" in outputs[2].stderr
+    for path in (tmp_path / "storage").rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_full_refresh_and_since(tmp_path, server) -> None:
+    api = SampleAPI(records=30, token=TOKEN)
+    env = ApiEnv(tmp_path, server, api)
+    env.collect()
+    code, record, _ = env.collect("--since", "2024-01-01T00:10:00Z")
+    assert code == 0
+    assert record["counts"]["records"] == 20 and record["counts"]["new"] == 0
+    assert env.state()["watermark"] == "2024-01-01T00:29:00Z"  # a smaller one is not saved
+    _code, record, _ = env.collect("--full-refresh")
+    assert record["counts"]["records"] == 30 and record["details"]["watermark_requested"] == "2000-01-01T00:00:00Z"
+    assert record["counts"]["new"] == 0 and env.state()["watermark"] == "2024-01-01T00:29:00Z"
+
+
+def test_max_pages_stops_and_the_next_run_continues(tmp_path, server) -> None:
+    env = ApiEnv(tmp_path, server, SampleAPI(records=100, token=TOKEN))
+    code, record, _ = env.collect("--max-pages", "2")
+    assert code == 0
+    assert record["counts"]["records"] == 40 and record["details"]["truncated"] is True
+    assert any("stopped after 2 pages" in w for w in record["warnings"])
+    _code, record, _ = env.collect()
+    assert record["counts"]["new"] == 60
+    assert sorted(r["id"] for r in env.stored()) == list(range(1, 101))
+
+
+def test_dry_run_stores_nothing(tmp_path, server) -> None:
+    env = ApiEnv(tmp_path, server, SampleAPI(records=50, token=TOKEN))
+    result = run_cli("collect", "api", "--config", str(env.config), "--source", "articles", "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    preview = json.loads(result.stdout)
+    assert preview["records_on_first_page"] == 20 and preview["would_write"] == {"new": 20}
+    assert preview["more_pages"] is True
+    assert not env.data_dir.exists()
+    text = run_cli("collect", "api", "--config", str(env.config), "--source", "articles", "--dry-run").stdout
+    assert "20 records on the first page: 20 new; more pages follow" in text
+
+
+def test_kill_9_then_a_normal_run_loses_and_duplicates_nothing(tmp_path) -> None:
+    with FeedServer() as server:
+        api = SampleAPI(records=3000, token=TOKEN, body_size=200)
+        env = ApiEnv(tmp_path, server, api)
+        for route in server.routes.values():
+            route.latency = 0.01
+        envvars = {"ABI_TEST_TOKEN": TOKEN}
+        import os
+
+        for delay in (0.6, 1.2):
+            proc = subprocess.Popen([str(ABI_BIN), "collect", "api", "--config", str(env.config)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    env={**os.environ, **envvars})
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            api.touch([1, 2])
+        done = subprocess.run([str(ABI_BIN), "collect", "api", "--config", str(env.config), "--json"],
+                              capture_output=True, text=True, timeout=120, env={**os.environ, **envvars})
+        assert done.returncode == 0, done.stderr
+        stored = env.stored()
+        latest: dict[int, dict[str, Any]] = {}
+        for r in stored:
+            latest[r["id"]] = r
+        assert sorted(latest) == list(range(1, 3001))
+        first_versions = [r["id"] for r in stored if not r["title"].startswith("edited")]
+        assert len(first_versions) == len(set(first_versions))  # no record stored twice
+        assert latest[1]["title"] == "edited 1"
+        assert not [p for p in env.data_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_crash_between_publishing_and_committing_the_index_is_replayed(tmp_path, server, monkeypatch) -> None:
+    import storage.keyindex
+
+    api = SampleAPI(records=45, token=TOKEN)
+    env = ApiEnv(tmp_path, server, api)
+    real_commit = storage.keyindex.KeyIndex.commit
+
+    def die(self):
+        raise KeyboardInterrupt  # stands for the process dying right after the file was published
+
+    monkeypatch.setattr(storage.keyindex.KeyIndex, "commit", die)
+    result = run_cli("collect", "api", "--config", str(env.config))
+    assert result.exit_code == 130
+    assert len(env.data_files()) == 1 and len(env.stored()) == 45  # published, index not committed
+    monkeypatch.setattr(storage.keyindex.KeyIndex, "commit", real_commit)
+    api.add(3)
+    code, record, _ = env.collect()
+    assert code == 0
+    assert any("recovered run" in w and "45 published records" in w for w in record["warnings"])
+    assert record["counts"]["new"] == 3  # the 45 are known again: not stored a second time
+    ids = [r["id"] for r in env.stored()]
+    assert sorted(ids) == list(range(1, 49))
