@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SOURCE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install collect-rss status demo test lint bench clean
+.PHONY: help install collect-rss collect-api status demo test lint bench clean
 
 help: ## List the targets with a one-line description
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -27,6 +27,9 @@ install: $(STAMP) ## Create .venv with the project and its dev tools (uv when pr
 collect-rss: $(STAMP) ## Collect every RSS source of abi.toml (SOURCE=name for one)
 	$(ABI) collect rss $(if $(SOURCE),--source $(SOURCE))
 
+collect-api: $(STAMP) ## Collect the API sources of abi.toml (SOURCE=name for one)
+	$(ABI) collect api $(if $(SOURCE),--source $(SOURCE))
+
 status: $(STAMP) ## Show one row per source: last run, status, new items, age, stale mark
 	$(ABI) status
 
@@ -41,6 +44,7 @@ lint: $(STAMP) ## Check the code with ruff
 
 bench: $(STAMP) ## Run the benchmarks and print the numbers quoted in docs/benchmarks.md
 	$(BIN)/python tests/benchmarks/bench_rss.py
+	$(BIN)/python tests/benchmarks/bench_api.py
 
 clean: ## Remove .venv and caches (the datastore is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
