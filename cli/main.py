@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -147,15 +148,32 @@ def demo_cmd(
     datastore: Annotated[Path, typer.Option(help="Where the demo's datastore goes.")] = Path(
         "storage/demo-datastore"),
     rounds: Annotated[int, typer.Option(min=1, max=10, help="How many collection runs.")] = 2,
+    serve: Annotated[bool, typer.Option("--serve", help="Keep the sample feeds and API running afterwards "
+                                                        "on 127.0.0.1:--port, for the sample_api source of "
+                                                        "abi.toml (Ctrl-C stops).")] = False,
+    port: Annotated[int, typer.Option(help="Port for --serve.")] = 8765,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run the news collection twice against local sample feeds (no internet) and show the status."""
+    """Collect local sample feeds and a sample API twice (no internet) and show the status."""
     from cli import render
     from collectors.demo import run_demo
 
+    def keep_serving(result: dict) -> None:
+        import signal
+
+        render.demo(result, as_json=json_out)
+        render.serving(result)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        stop.wait()
+        typer.echo("stopped")
+
     with render.feed_progress(enabled=not json_out) as progress:
-        result = _guard(lambda: run_demo(root=datastore, rounds=rounds, progress=progress))
-    render.demo(result, as_json=json_out)
+        result = _guard(lambda: run_demo(root=datastore, rounds=rounds, progress=progress,
+                                         serve=keep_serving if serve else None, port=port if serve else 0))
+    if not serve:
+        render.demo(result, as_json=json_out)
 
 
 @app.command("version")

@@ -108,6 +108,12 @@ def preview(result: dict[str, Any], *, as_json: bool) -> None:
         out.print("  " + json.dumps(record, ensure_ascii=False)[:200], markup=False)
 
 
+def serving(result: dict[str, Any]) -> None:
+    _console().print(
+        f"\nServing the sample feeds and API on {result['server']} until Ctrl-C. In another terminal:\n"
+        f"  ABI_SAMPLE_API_TOKEN=demo-token make collect-api SOURCE=sample_api", markup=False)
+
+
 def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     if as_json:
         print_json(rows)
@@ -134,11 +140,13 @@ def demo(result: dict[str, Any], *, as_json: bool) -> None:
         print_json(result)
         return
     out = _console()
-    out.print(f"Served 15 sample feeds on 127.0.0.1; configuration written to {result['config']}", markup=False)
-    for i, record in enumerate(result["runs"], 1):
-        out.print(f"run {i}: " + summary_line(record), style=_STYLE.get(record["status"]), markup=False)
+    out.print(f"Served 15 sample feeds and a sample API on {result['server']}; configuration written to "
+              f"{result['config']}", markup=False)
+    for i, record in enumerate(result["runs"]):
+        out.print(f"run {i // 2 + 1}: " + summary_line(record), style=_STYLE.get(record["status"]), markup=False)
     out.print(f"{result['requests']} HTTP requests in all; entries are in "
-              f"{result['datastore']}/core/modules/abi/orchestration/rss_feed/\n", markup=False)
+              f"{result['datastore']}/core/modules/abi/orchestration/rss_feed/, articles in "
+              f"{result['datastore']}/core/modules/abi/raw_data/sample_api/\n", markup=False)
     status(result["status"], as_json=False)
     out.print(f"\nNext: .venv/bin/abi status --config {result['config']}   (or --json); "
               f"the run records are in {result['datastore']}/core/modules/abi/orchestration/history/runs/",

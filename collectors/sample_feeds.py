@@ -52,6 +52,9 @@ def sample_rss(query: str, *, items: int = 20, first: int = 0, start: datetime =
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 drops SYNs when a collector opens 8+ connections at
+    # once, and the kernel's 1 s SYN retry then shows up as a slow feed.
+    request_queue_size = 128
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A client that hangs up (a killed collector) is normal here, not worth a traceback."""

@@ -23,7 +23,7 @@ ABI_BIN = Path(sys.executable).parent / "abi"
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("ABI_DATASTORE", "ABI_CONFIG", "ABI_DEBUG"):
+    for var in ("ABI_DATASTORE", "ABI_CONFIG", "ABI_DEBUG", "ABI_SAMPLE_API_TOKEN"):
         monkeypatch.delenv(var, raising=False)
 
 

@@ -59,19 +59,22 @@ def test_demo_runs_offline_twice_and_shows_status(tmp_path: Path) -> None:
     result = run_cli("demo", "--datastore", str(tmp_path / "demo"), "--json")
     assert result.exit_code == 0, result.stderr
     demo = json.loads(result.stdout)
-    first, second = demo["runs"]
+    first, api_first, second, api_second = demo["runs"]
     assert first["counts"]["new"] == 300 and first["status"] == "success"
     assert second["counts"]["new"] == 0 and second["counts"]["not_modified"] == 15
-    assert demo["status"][0]["last_status"] == "success"
+    assert api_first["counts"]["new"] == 120
+    assert (api_second["counts"]["new"], api_second["counts"]["updated"]) == (2, 3)
+    assert [row["last_status"] for row in demo["status"]] == ["success", "success"]
     files = list((tmp_path / "demo" / "core/modules/abi/orchestration/rss_feed").glob("*.json"))
     assert len(files) == 300
     text = run_cli("demo", "--datastore", str(tmp_path / "demo2")).stdout
     assert "run 2: news: success: 15 feeds, 0 new" in text and "SOURCE" in text
+    assert "run 2: sample_api: success: 1 pages, 6 records, 2 new, 3 updated" in text
 
 
 def test_every_command_has_help_and_is_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
-    commands = [["collect", "rss"], ["status"], ["demo"], ["version"]]
+    commands = [["collect", "rss"], ["collect", "api"], ["status"], ["demo"], ["version"]]
     for cmd in commands:
         result = run_cli(*cmd, "--help")
         assert result.exit_code == 0
@@ -95,3 +98,38 @@ def test_help_of_the_real_console_script_is_quick_to_import() -> None:
 def test_version_matches_the_package() -> None:
     proc = run_abi_process("version")
     assert proc.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\S*\n", proc.stdout)
+
+
+def test_demo_serve_keeps_the_sample_api_up_until_stopped(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import urllib.request
+
+    from tests.conftest import ABI_BIN
+
+    proc = subprocess.Popen([str(ABI_BIN), "demo", "--serve", "--port", "0", "--datastore", str(tmp_path / "d")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        for line in proc.stdout:  # bounded by the demo's own output
+            if line.startswith("Serving the sample feeds and API on "):
+                break
+        base = line.split(" on ", 1)[1].split()[0]
+        req = urllib.request.Request(base + "/api/articles/cursor", headers={"Authorization": "Bearer demo-token"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert json.loads(resp.read())["data"][0]["id"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "stopped" in out
+
+
+def test_shipped_sample_api_source_matches_the_demo() -> None:
+    import tomllib
+
+    from collectors.demo import SERVE_PORT, api_source_text
+
+    shipped = tomllib.loads((REPO / "abi.toml").read_text())["sources"]["sample_api"]
+    demo = tomllib.loads(api_source_text(f"http://127.0.0.1:{SERVE_PORT}"))["sources"]["sample_api"]
+    shipped.pop("description")
+    assert shipped == demo
