@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from collectors.http import FetchResult, request
-from collectors.pagination import PageError, Walk, iter_pages
+from collectors.pagination import PageError, Walk, iter_pages, prefetched
 from collectors.ratelimit import HostThrottle
 from storage.api_config import ApiConfig, resolve_secrets
 from storage.atomic import remove_stale_temp_files, write_json
@@ -84,7 +84,8 @@ def preview_api(*, config: Config, source: str | None, since: str | None = None,
     index = KeyIndex(index_path) if index_path.exists() else None
     would = Counter()
     for record in page.records:
-        key, digest = _key(api, record, 1), _digest(record)
+        digest = _serialize(record)[1]
+        key = _key(api, record, 1, digest)
         would[index.peek(key, digest) if index else NEW] += 1
     if index:
         index.close()
@@ -116,28 +117,33 @@ def _target(ds: Datastore, src: SourceConfig, run_id: str) -> Path:
     return folder / f"{src.name}.jsonl"
 
 
-def _key(api: ApiConfig, record: Any, page: int) -> str:
+def _serialize(record: Any) -> tuple[str, str]:
+    """(stored line, content digest): one canonical serialisation (sorted keys) serves both."""
+    line = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return line, hashlib.sha256(line.encode()).hexdigest()[:32]
+
+
+def _key(api: ApiConfig, record: Any, page: int, digest: str) -> str:
     if not api.primary_key:
-        return "sha:" + _digest(record)
+        return "sha:" + digest
     if not isinstance(record, dict):
         raise ApiError(f"page {page}: a record is a {type(record).__name__}, not an object with "
                        f"{', '.join(api.primary_key)}")
     values = []
     for field in api.primary_key:
-        if record.get(field) is None:
+        value = record.get(field)
+        if value is None:
             raise ApiError(f"page {page}: a record has no {field!r} (the primary_key); "
                            f"its fields: {', '.join(sorted(record)[:10])}")
-        values.append(record[field])
+        values.append(value)
+    if len(values) == 1 and type(values[0]) in (int, str):
+        return f"{'i' if type(values[0]) is int else 's'}:{values[0]}"
     return json.dumps(values, ensure_ascii=False, separators=(",", ":"))
 
 
-def _digest(record: Any) -> str:
-    canonical = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
-
-
-def _line(record: Any) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+def _key_of_line(api: ApiConfig, line: str) -> str:
+    record = json.loads(line)
+    return _key(api, record, 0, _serialize(record)[1] if not api.primary_key else "")
 
 
 def newer(a: Any, b: Any) -> bool:
@@ -148,6 +154,8 @@ def newer(a: Any, b: Any) -> bool:
         return False
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return a > b
+    if isinstance(a, str) and isinstance(b, str) and len(a) == len(b) and a[-1:] == b[-1:] == "Z":
+        return a > b  # same ISO-8601 UTC shape: text order is time order
     try:
         return _instant(str(a)) > _instant(str(b))
     except ValueError:
@@ -229,13 +237,13 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, secrets: dict
         writer = JsonLinesWriter(target)
         highest = None
         try:
-            for page in iter_pages(api, send=_sender(src, secrets, statuses), params=_base_params(api, start),
-                                   max_pages=max_pages, walk=walk, secrets=tuple(secrets.values())):
+            pages = iter_pages(api, send=_sender(src, secrets, statuses), params=_base_params(api, start),
+                               max_pages=max_pages, walk=walk, secrets=tuple(secrets.values()))
+            for page in prefetched(pages):
                 run.count("pages")
                 run.count("requests", page.result.attempts)
                 run.count("retries", page.result.attempts - 1)
-                for record in page.records:
-                    highest = _consider(api, record, page.number, index, writer, run, highest)
+                highest = _consider(api, page.records, page.number, index, writer, run, highest)
                 if progress:
                     progress(f"page {page.number}", {"status": f"{run.counts['records']} records"})
             published = _publish(ds, src, run, index, writer, target)
@@ -265,26 +273,30 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, secrets: dict
         index.close()
 
 
-def _consider(api: ApiConfig, record: Any, page: int, index: KeyIndex, writer: JsonLinesWriter, run: Run,
-              highest: Any) -> Any:
-    key, digest = _key(api, record, page), _digest(record)
-    verdict = index.classify(key, digest)
-    run.count("records")
-    if verdict == REPEATED:
-        run.count("repeated")
-        return highest
-    run.count(verdict)
-    if api.write == "replace":
-        writer.write_line(_line(record))
-    elif verdict in (NEW, UPDATED):
-        if api.write == "append":
-            writer.write_line(_line(record))
-        else:
-            index.stage_line(key, _line(record))
-    if api.incremental and isinstance(record, dict):
-        value = record.get(api.incremental.cursor_field)
-        if value is not None and newer(value, highest):
-            return value
+def _consider(api: ApiConfig, records: list[Any], page: int, index: KeyIndex, writer: JsonLinesWriter,
+              run: Run, highest: Any) -> Any:
+    """Classify one page of records, write what must be written, return the highest watermark seen."""
+    lines, pairs = [], []
+    for record in records:
+        line, digest = _serialize(record)
+        lines.append(line)
+        pairs.append((_key(api, record, page, digest), digest))
+    verdicts = index.classify_many(pairs)
+    cursor_field = api.incremental.cursor_field if api.incremental else None
+    run.count("records", len(records))
+    for record, line, (key, _), verdict in zip(records, lines, pairs, verdicts, strict=True):
+        if verdict == REPEATED:
+            run.count("repeated")
+            continue
+        run.count(verdict)
+        if api.write == "replace" or (verdict in (NEW, UPDATED) and api.write == "append"):
+            writer.write_line(line)
+        elif verdict in (NEW, UPDATED):
+            index.stage_line(key, line)
+        if cursor_field and isinstance(record, dict):
+            value = record.get(cursor_field)
+            if value is not None and newer(value, highest):
+                highest = value
     return highest
 
 
@@ -306,7 +318,7 @@ def _publish(ds: Datastore, src: SourceConfig, run: Run, index: KeyIndex, writer
         writer = JsonLinesWriter(target)
         if target.exists():
             for line in read_lines(target):
-                staged = index.take_staged(_key(api, json.loads(line), 0))
+                staged = index.take_staged(_key_of_line(api, line))
                 writer.write_line(staged if staged is not None else line)
         for line in index.remaining_staged():
             writer.write_line(line)
@@ -344,7 +356,8 @@ def _replay(ds: Datastore, src: SourceConfig, index: KeyIndex, state: dict[str, 
                 continue
             for line in read_lines(path):
                 record = json.loads(line)
-                index.upsert(_key(src.api, record, 0), _digest(record))
+                digest = _serialize(record)[1]
+                index.upsert(_key(src.api, record, 0, digest), digest)
                 folded += 1
         index.commit()
         run.warnings.append(f"recovered run {journal['run_id']}: {folded} published records added to the index")

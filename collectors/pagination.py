@@ -150,3 +150,51 @@ def _link_next(result: FetchResult) -> str | None:
         if "next" in str(link.get("rel", "")).split():
             return link.get("url")
     return None
+
+
+def prefetched(pages: Iterator[Page], *, depth: int = 2) -> Iterator[Page]:
+    """Fetch the next pages in a thread while the caller processes this one.
+
+    Network waits release the GIL, so fetching page n+1 overlaps storing page n.
+    An error in the fetching thread is raised here, in order, after the pages
+    before it; if the caller stops early, the thread stops after its current page.
+    """
+    import queue
+    import threading
+
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for page in pages:
+                if not put(("page", page)):
+                    return
+            put(("done", None))
+        except BaseException as exc:  # handed to the caller's thread
+            put(("error", exc))
+
+    worker = threading.Thread(target=produce, name="prefetch-pages", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = box.get()
+            if kind == "page":
+                yield value
+            elif kind == "done":
+                worker.join()
+                return
+            else:
+                worker.join()
+                raise value
+    finally:
+        stop.set()

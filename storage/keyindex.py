@@ -42,19 +42,38 @@ class KeyIndex:
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS staged (key TEXT PRIMARY KEY, line TEXT NOT NULL)")
         self.db.execute("DELETE FROM staged")
 
-    def classify(self, key: str, digest: str) -> str:
-        """Compare with what is stored and stage the new hash (visible only after commit)."""
-        row = self.db.execute("SELECT hash, run_id FROM records WHERE key = ?", (key,)).fetchone()
-        if row is not None and row[1] == self.run_id:
-            if row[0] == digest:
-                return REPEATED  # the same record twice in one run (overlapping pages)
-            self.db.execute("UPDATE records SET hash = ? WHERE key = ?", (digest, key))
-            return UPDATED
-        if row is None:
-            self.db.execute("INSERT INTO records (key, hash, run_id) VALUES (?, ?, ?)", (key, digest, self.run_id))
-            return NEW
-        self.db.execute("UPDATE records SET hash = ?, run_id = ? WHERE key = ?", (digest, self.run_id, key))
-        return UNCHANGED if row[0] == digest else UPDATED
+    def classify_many(self, items: list[tuple[str, str]]) -> list[str]:
+        """new / updated / unchanged / repeated (twice in this run) for a page of (key, digest) pairs.
+
+        The new hashes are staged in the open transaction (visible only after
+        commit); one query and one batch write per page.
+        """
+        known: dict[str, tuple[str, str | None]] = {}
+        keys = list({k for k, _ in items})
+        for i in range(0, len(keys), 900):
+            chunk = keys[i:i + 900]
+            marks = ",".join("?" * len(chunk))
+            for key, digest, run_id in self.db.execute(
+                    f"SELECT key, hash, run_id FROM records WHERE key IN ({marks})", chunk):
+                known[key] = (digest, run_id)
+        verdicts, inserts, updates = [], [], []
+        for key, digest in items:
+            row = known.get(key)
+            if row is None:
+                verdict = NEW
+                inserts.append((key, digest, self.run_id))
+            elif row[1] == self.run_id:
+                verdict = REPEATED if row[0] == digest else UPDATED
+                if verdict == UPDATED:
+                    updates.append((digest, self.run_id, key))
+            else:
+                verdict = UNCHANGED if row[0] == digest else UPDATED
+                updates.append((digest, self.run_id, key))
+            known[key] = (digest, self.run_id)
+            verdicts.append(verdict)
+        self.db.executemany("INSERT OR REPLACE INTO records (key, hash, run_id) VALUES (?, ?, ?)", inserts)
+        self.db.executemany("UPDATE records SET hash = ?, run_id = ? WHERE key = ?", updates)
+        return verdicts
 
     def peek(self, key: str, digest: str) -> str:
         """Classify without staging anything (dry runs)."""
