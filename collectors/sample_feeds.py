@@ -188,13 +188,15 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(length)
+            self._body = self.rfile.read(length)
             self._serve(head=False)
 
         def _serve(self, *, head: bool) -> None:
             path, _, query = self.path.partition("?")
             headers_in = {k.lower(): v for k, v in self.headers.items()}
-            route, reply = server._take(path, {**headers_in, ":query": query})
+            body_in = getattr(self, "_body", b"").decode("utf-8", "replace")
+            route, reply = server._take(path, {**headers_in, ":query": query, ":method": self.command,
+                                               ":body": body_in, ":time": f"{time.monotonic():.6f}"})
             delay = route.latency if route and route.latency else server.latency
             if delay:
                 time.sleep(delay)
