@@ -13,9 +13,10 @@ thanks to the key index, nothing is stored twice.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from storage.runs import Run, iso
 from storage.state import clear_journal, load_state, read_journal, save_state, write_files_journal
 
 Progress = Callable[[str, dict[str, Any]], None]
-API_MAX_BYTES = 256 * 1024 * 1024  # one page; the result set as a whole streams to disk
+API_MAX_BYTES = 2**31 - 1  # one response; above 8 MiB it is spooled to disk, not held in memory
 
 
 class ApiError(AbiError):
@@ -74,7 +75,7 @@ def preview_api(*, config: Config, source: str | None, since: str | None = None,
     state = load_state(config.datastore, src.module, src.name) if not full_refresh else {}
     start = _start_watermark(api, state.get("watermark"), since=since, full_refresh=full_refresh)
     walk = Walk()
-    send = _sender(src, secrets, Counter())
+    send = _sender(src, secrets, Counter(), spool_dir=None)
     try:
         (page,) = list(iter_pages(api, send=send, params=_base_params(api, start), max_pages=1, walk=walk,
                                   secrets=tuple(secrets.values())))
@@ -90,9 +91,9 @@ def preview_api(*, config: Config, source: str | None, since: str | None = None,
     if index:
         index.close()
     return {"source": src.name, "url": redact_url(api.url), "watermark": start, "records_on_first_page":
-            len(page.records), "would_write": dict(would), "write": api.write,
+            page.count, "would_write": dict(would), "write": api.write,
             "target": config.datastore.relative(_target(config.datastore, src, "<run id>")),
-            "sample": page.records[:3], "more_pages": walk.truncated}
+            "sample": list(itertools.islice(page.records, 3)), "more_pages": walk.truncated}
 
 
 def _select(config: Config, source: str | None, module: str | None) -> list[SourceConfig]:
@@ -115,6 +116,13 @@ def _target(ds: Datastore, src: SourceConfig, run_id: str) -> Path:
     if src.api.write == "append":
         return folder / f"{run_id}.jsonl"
     return folder / f"{src.name}.jsonl"
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[tuple[Any, ...]]:
+    """itertools.batched, which Python 3.11 lacks."""
+    iterator = iter(items)
+    while batch := tuple(itertools.islice(iterator, size)):
+        yield batch
 
 
 def _serialize(record: Any) -> tuple[str, str]:
@@ -186,7 +194,8 @@ def _base_params(api: ApiConfig, watermark: Any) -> dict[str, Any]:
     return params
 
 
-def _sender(src: SourceConfig, secrets: dict[str, str], statuses: Counter) -> Callable[..., FetchResult]:
+def _sender(src: SourceConfig, secrets: dict[str, str], statuses: Counter,
+            spool_dir: Path | None) -> Callable[..., FetchResult]:
     api = src.api
     headers = {"Accept": "application/json", **api.headers}
     auth = api.auth
@@ -206,7 +215,7 @@ def _sender(src: SourceConfig, secrets: dict[str, str], statuses: Counter) -> Ca
         host = urlsplit(url).netloc.lower()
         result = request(api.method, url, params=params or None, json_body=api.json, headers=headers,
                          timeout=src.timeout, retries=src.retries, retry_max_wait=src.retry_max_wait,
-                         max_bytes=src.max_bytes or API_MAX_BYTES,
+                         max_bytes=src.max_bytes or API_MAX_BYTES, spool_dir=spool_dir,
                          user_agent=src.user_agent, secrets=hidden, excerpt=True,
                          throttle=lambda: throttle.wait(host))
         statuses.update(str(s) for s in result.statuses)
@@ -237,13 +246,15 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, secrets: dict
         writer = JsonLinesWriter(target)
         highest = None
         try:
-            pages = iter_pages(api, send=_sender(src, secrets, statuses), params=_base_params(api, start),
+            send = _sender(src, secrets, statuses, spool_dir=folder)
+            pages = iter_pages(api, send=send, params=_base_params(api, start),
                                max_pages=max_pages, walk=walk, secrets=tuple(secrets.values()))
             for page in prefetched(pages):
                 run.count("pages")
                 run.count("requests", page.result.attempts)
                 run.count("retries", page.result.attempts - 1)
-                highest = _consider(api, page.records, page.number, index, writer, run, highest)
+                for batch in _batched(page.records, 1000):
+                    highest = _consider(api, list(batch), page.number, index, writer, run, highest)
                 if progress:
                     progress(f"page {page.number}", {"status": f"{run.counts['records']} records"})
             published = _publish(ds, src, run, index, writer, target)
@@ -258,6 +269,8 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, secrets: dict
             run.details["http_statuses"] = dict(sorted(statuses.items()))
             run.details["stop_reason"] = walk.stop_reason
             run.warnings += walk.warnings
+            for spooled in walk.spooled:
+                spooled.unlink(missing_ok=True)
         index.commit()
         after = _next_watermark(before, highest, since=since, full_refresh=full_refresh)
         if api.incremental:

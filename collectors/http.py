@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -56,6 +57,7 @@ class FetchResult:
     statuses: list[int] = field(default_factory=list)
     error: str | None = None
     elapsed_s: float = 0.0
+    body_path: Path | None = None  # set instead of `body` when a large response was spooled to disk
 
     @property
     def not_modified(self) -> bool:
@@ -120,18 +122,21 @@ def request(method: str, url: str, *, params: dict[str, Any] | None = None, json
             headers: dict[str, str] | None = None, timeout: float = 20.0, retries: int = 4,
             retry_max_wait: float = 60.0, max_bytes: int = 10 * 1024 * 1024, user_agent: str | None = None,
             secrets: tuple[str, ...] = (), excerpt: bool = False,
-            throttle: Callable[[], None] | None = None) -> FetchResult:
+            throttle: Callable[[], None] | None = None, spool_dir: Path | None = None,
+            spool_over: int = 8 * 1024 * 1024) -> FetchResult:
     """Send one HTTP request with retries; never raises for HTTP or network trouble, reports it instead.
 
     `secrets` are masked in every message; `excerpt` adds the start of an error
     response's body to a 4xx failure; `throttle` is called before each attempt
-    (rate limits).
+    (rate limits). With `spool_dir`, a body larger than `spool_over` bytes goes
+    to a hidden file there (`body_path`) instead of memory; the caller deletes it.
     """
     result = FetchResult(url=url)
     sent = {"User-Agent": user_agent or default_user_agent(), "Accept": "*/*",
             "Accept-Encoding": "gzip, deflate", **(headers or {})}
     call = _Call(method=method, url=url, params=params, json_body=json_body, headers=sent, timeout=timeout,
-                 max_bytes=max_bytes, retry_max_wait=retry_max_wait, excerpt=excerpt)
+                 max_bytes=max_bytes, retry_max_wait=retry_max_wait, excerpt=excerpt, spool_dir=spool_dir,
+                 spool_over=spool_over)
     t0 = time.monotonic()
 
     def attempt() -> None:
@@ -166,6 +171,8 @@ class _Call:
     max_bytes: int
     retry_max_wait: float
     excerpt: bool
+    spool_dir: Path | None = None
+    spool_over: int = 8 * 1024 * 1024
 
 
 def _send_once(call: _Call, result: FetchResult) -> None:
@@ -205,6 +212,7 @@ def _send_once(call: _Call, result: FetchResult) -> None:
             raise FetchError(f"response of {declared} bytes exceeds max_bytes={call.max_bytes}", status=status)
         chunks: list[bytes] = []
         size = 0
+        spool = None
         try:
             for chunk in resp.iter_content(65536):
                 if time.monotonic() > deadline:
@@ -212,10 +220,41 @@ def _send_once(call: _Call, result: FetchResult) -> None:
                 size += len(chunk)
                 if size > call.max_bytes:
                     raise FetchError(f"response exceeds max_bytes={call.max_bytes}", status=status)
-                chunks.append(chunk)
+                if spool is None and call.spool_dir is not None and size > call.spool_over:
+                    spool = _open_spool(call.spool_dir)
+                    spool.writelines(chunks)
+                    chunks = []
+                if spool is not None:
+                    spool.write(chunk)
+                else:
+                    chunks.append(chunk)
         except requests.exceptions.RequestException as exc:
+            _discard(spool)
             raise RetryableError(f"connection broken while reading: {_reason(exc)}") from None
-        result.body = b"".join(chunks)
+        except BaseException:
+            _discard(spool)
+            raise
+        if spool is not None:
+            spool.close()
+            result.body, result.body_path = b"", Path(spool.name)
+        else:
+            result.body = b"".join(chunks)
+
+
+def _open_spool(folder: Path):
+    """A hidden temp file named like storage's temp files, so a killed run's leftovers get cleaned."""
+    import os
+    import tempfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return tempfile.NamedTemporaryFile(
+        dir=folder, prefix=".spool-", suffix=f".{os.getpid()}-{threading.get_native_id()}.tmp", delete=False)
+
+
+def _discard(spool) -> None:
+    if spool is not None:
+        spool.close()
+        Path(spool.name).unlink(missing_ok=True)
 
 
 def _excerpt(resp: requests.Response, limit: int = 160) -> str:

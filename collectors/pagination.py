@@ -9,8 +9,9 @@ before (a server bug that would loop forever), or `max_pages`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
@@ -26,8 +27,22 @@ class PageError(Exception):
 @dataclass
 class Page:
     number: int
-    records: list[Any]
+    records: Iterable[Any]  # a list, or SpooledRecords for a response too large for memory
+    count: int
     result: FetchResult
+
+
+class SpooledRecords:
+    """The records of a response spooled to disk, read one at a time (ijson); iterable more than once."""
+
+    def __init__(self, path: Path, prefix: str) -> None:
+        self.path, self.prefix = path, prefix
+
+    def __iter__(self) -> Iterator[Any]:
+        import ijson
+
+        with open(self.path, "rb") as fh:
+            yield from ijson.items(fh, self.prefix, use_float=True)
 
 
 @dataclass
@@ -38,6 +53,7 @@ class Walk:
     truncated: bool = False
     stop_reason: str = ""
     warnings: list[str] = field(default_factory=list)
+    spooled: list[Path] = field(default_factory=list)  # for the caller to delete
 
 
 Send = Callable[[str, dict[str, Any] | None], FetchResult]
@@ -96,24 +112,29 @@ def iter_pages(api: ApiConfig, *, send: Send, params: dict[str, Any], max_pages:
         result = send(url, params)
         if result.error:
             raise PageError(f"page {number}: {result.error}")
-        body = _decode(result, number, secrets)
-        records = _records(body, api.records, number)
+        if result.body_path is not None:
+            walk.spooled.append(result.body_path)
+            records, count, body = _spooled(result, api, pag, number, secrets)
+        else:
+            body = _decode(result, number, secrets)
+            records = _records(body, api.records, number)
+            count = len(records)
         walk.pages = number
-        yield Page(number, records, result)
+        yield Page(number, records, count, result)
         if pag is None:
             walk.stop_reason = "no pagination"
             return
-        if not records:
+        if not count:
             walk.stop_reason = "empty page"
             return
         if limit is not None and number >= limit:
             walk.truncated, walk.stop_reason = True, f"max_pages={limit} reached"
             return
         if pag.type in ("page", "offset"):
-            if pag.size and len(records) < pag.size:
+            if pag.size and count < pag.size:
                 walk.stop_reason = "short page"
                 return
-            params[pag.param] += 1 if pag.type == "page" else len(records)
+            params[pag.param] += 1 if pag.type == "page" else count
             continue
         if pag.type == "cursor":
             cursor = dig(body, pag.cursor_path or "")
@@ -137,6 +158,44 @@ def iter_pages(api: ApiConfig, *, send: Send, params: dict[str, Any], max_pages:
             params[pag.param] = cursor
         else:
             url, params = nxt, {}  # a next link carries its own query string
+
+
+def _spooled(result: FetchResult, api: ApiConfig, pag: Any, number: int,
+             secrets: tuple[str, ...]) -> tuple[SpooledRecords, int, dict[str, Any]]:
+    """Check and count a spooled page with C-level ijson passes; return what iter_pages needs.
+
+    The returned `body` holds only the cursor or next link (all the walk reads from it).
+    """
+    import ijson
+
+    prefix = f"{api.records}.item" if api.records else "item"
+    records = SpooledRecords(result.body_path, prefix)
+    try:
+        count = sum(1 for _ in records)
+        if not count:
+            with open(result.body_path, "rb") as fh:
+                found = next(ijson.items(fh, api.records), _MISSING)
+            if found is _MISSING:
+                raise PageError(f"page {number}: no {api.records!r} in the response; check 'records'")
+            if not isinstance(found, list):
+                raise PageError(f"page {number}: {api.records!r} is a {type(found).__name__}, not a list of "
+                                "records; check 'records'")
+        body: dict[str, Any] = {}
+        path = (pag.cursor_path if pag.type == "cursor" else pag.next_path if pag.type == "next_url" else None
+                ) if pag else None
+        if path:
+            with open(result.body_path, "rb") as fh:
+                value = next(ijson.items(fh, path), None)
+            node = body
+            *parents, leaf = path.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+    except ijson.JSONError as exc:
+        kind = result.headers.get("content-type", "no content type")
+        raise PageError(redact_text(f"page {number}: expected JSON, got {kind} that does not parse: {exc}",
+                                    secrets)) from None
+    return records, count, body
 
 
 def _link_next(result: FetchResult) -> str | None:

@@ -412,3 +412,28 @@ def test_a_record_without_its_primary_key_fails_the_run_clearly(tmp_path, server
     assert result.exit_code == 1
     assert "page 1: a record has no 'id' (the primary_key); its fields: name" in result.stderr
     assert not list((tmp_path / "storage").rglob("*.jsonl"))
+
+
+def test_a_response_too_large_for_memory_streams_through_disk(tmp_path, server, monkeypatch) -> None:
+    # one 10 MB page: above the 8 MiB threshold it is spooled to a hidden file and read with ijson
+    import collectors.http
+
+    spools = []
+    real_open = collectors.http._open_spool
+    monkeypatch.setattr(collectors.http, "_open_spool", lambda folder: spools.append(folder) or real_open(folder))
+    api = SampleAPI(records=10_000, body_size=1000)
+    urls = api.mount(server)
+    cfg = _plain_api_config(tmp_path, urls["cursor"], 'write = "merge"\nparams = { per_page = 10000 }\n'
+                            'pagination = { type = "cursor", cursor_path = "meta.next", param = "cursor" }\n')
+    api.add(5)
+    result = run_cli("collect", "api", "--config", str(cfg), "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["counts"]["pages"] == 2 and record["counts"]["new"] == 10_005
+    assert len(spools) == 1  # the big page went to disk, the small second one did not
+    data = tmp_path / "storage/datastore/core/modules/news/raw_data/articles"
+    ids = [json.loads(line)["id"] for line in (data / "articles.jsonl").read_text().splitlines()]
+    assert sorted(ids) == list(range(1, 10_006))
+    assert [p.name for p in data.iterdir() if p.name.startswith(".")] == []  # spool files removed
+    again = json.loads(run_cli("collect", "api", "--config", str(cfg), "--json").stdout)
+    assert again["counts"]["unchanged"] == 10_005 and again["files_written"] == []
