@@ -169,13 +169,13 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
                 "stderr": err.read().decode(), "maxrss_mb": usage.ru_maxrss / 1024}  # KiB on Linux
 
 
-def config_text(url: str) -> str:
+def config_text(url: str, per_page: int = PER_PAGE) -> str:
     return "\n".join([
         "[sources.articles]", 'kind = "api"', 'module = "bench"', f'url = "{url}"', 'records = "data"',
         'primary_key = "id"', 'write = "append"', f'auth = {{ bearer_env = "{TOKEN_ENV}" }}',
         "retries = { count = 2, max_wait = 1 }", "timeout = 60",
         'pagination = { type = "cursor", cursor_path = "meta.next", param = "cursor" }',
-        f"params = {{ per_page = {PER_PAGE} }}",
+        f"params = {{ per_page = {per_page} }}",
         f'incremental = {{ cursor_field = "updated_at", param = "since", initial = "{INITIAL}" }}',
     ]) + "\n"
 
@@ -231,7 +231,7 @@ def bench(repeat: int) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="abi-bench-api-"))
     samples: dict[str, list[float]] = {k: [] for k in (
         "cold", "cold_rss", "rerun", "rerun_rss", "small", "small_rss", "baseline", "baseline_loop",
-        "baseline_rss")}
+        "baseline_rss", "one_page", "one_page_rss")}
     requests_seen: dict[str, int] = {}
     try:
         big, small = server.info[str(RECORDS)], server.info[str(SMALL)]
@@ -281,6 +281,17 @@ def bench(repeat: int) -> dict[str, Any]:
             requests_seen["rerun"] = server.count() - before
             samples["rerun"].append(res["seconds"])
             samples["rerun_rss"].append(res["maxrss_mb"])
+            shutil.rmtree(ds, ignore_errors=True)
+
+            print(f"  repeat {i + 1}: abi, the whole result as one response ...", file=sys.stderr, flush=True)
+            cfg_one = work / "one-page.toml"
+            cfg_one.write_text(config_text(big["url"], per_page=RECORDS), encoding="utf-8")
+            ds = work / f"one-{i}"
+            res, rec = abi_run(cfg_one, ds)
+            check(rec["counts"].get("new") == RECORDS and rec["counts"].get("pages") == 1,
+                  f"one-page run: {rec['counts']}")
+            samples["one_page"].append(res["seconds"])
+            samples["one_page_rss"].append(res["maxrss_mb"])
             shutil.rmtree(ds, ignore_errors=True)
     finally:
         server.close()
@@ -391,6 +402,10 @@ def table(r: dict[str, Any]) -> str:
         (f"`abi collect api` cold, {SMALL:,} records ({spages} pages)", sec(r["small"]["median"]),
          sec(r["small"]["min"]), "-"),
         ("  peak RSS", mb(r["small_rss"]["median"]), mb(r["small_rss"]["min"]), "-"),
+        (f"`abi collect api` cold, the {RECORDS:,} records in one {r['result_bytes'] / 1e6:.0f} MB response",
+         sec(r["one_page"]["median"]), sec(r["one_page"]["min"]), "-"),
+        ("  peak RSS (spooled to disk, read with ijson)", mb(r["one_page_rss"]["median"]),
+         mb(r["one_page_rss"]["min"]), "-"),
         (f"peak RSS {RECORDS // 1000}k / {SMALL // 1000}k (10× the records)", f"{r['rss_growth']['median']:.2f}×",
          f"{r['rss_growth']['min']:.2f}×", verdict("flat", r["rss_growth"]["median"])),
     ]
