@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from collectors.http import FetchResult, request
 from collectors.pagination import PageError, Walk, iter_pages, prefetched
 from collectors.ratelimit import HostThrottle
 from storage.api_config import ApiConfig, resolve_secrets
-from storage.atomic import remove_stale_temp_files, write_json
+from storage.atomic import read_json, remove_stale_temp_files, write_json
 from storage.config import Config, SourceConfig
 from storage.errors import AbiError, UsageError
 from storage.jobs import run_job
@@ -154,26 +156,53 @@ def _key_of_line(api: ApiConfig, line: str) -> str:
     return _key(api, record, 0, _serialize(record)[1] if not api.primary_key else "")
 
 
+_ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+
+
 def newer(a: Any, b: Any) -> bool:
-    """Is watermark value `a` after `b`? Numbers numerically, timestamps as instants, else as text."""
+    """Is watermark value `a` after `b`? Numbers (or numeric strings) numerically, dates as instants.
+
+    Falls back to text order only for values that are neither, which never loses
+    data: the saved watermark is always a value actually seen.
+    """
     if b is None:
         return a is not None
     if a is None:
         return False
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return a > b
-    if isinstance(a, str) and isinstance(b, str) and len(a) == len(b) and a[-1:] == b[-1:] == "Z":
-        return a > b  # same ISO-8601 UTC shape: text order is time order
+    if isinstance(a, str) and isinstance(b, str) and len(a) == len(b) and _ISO_UTC.match(a) and _ISO_UTC.match(b):
+        return a > b  # the same ISO-8601 UTC shape: text order is time order
+    x, y = _number(a), _number(b)
+    if x is not None and y is not None:
+        return x > y
     try:
         return _instant(str(a)) > _instant(str(b))
     except ValueError:
         return str(a) > str(b)
 
 
-def _instant(text: str) -> datetime:
-    from datetime import UTC
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
-    dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+
+def _instant(text: str) -> datetime:
+    """ISO 8601 or an HTTP / RFC 822 date, as an aware datetime; ValueError otherwise."""
+    from datetime import UTC
+    from email.utils import parsedate_to_datetime
+
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            dt = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(text) from None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
@@ -243,35 +272,45 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, secrets: dict
         walk = Walk()
         index.begin(run.run_id)
         target = _target(ds, src, run.run_id)
-        writer = JsonLinesWriter(target)
-        highest = None
+        writer = JsonLinesWriter(target) if api.write == "append" else None
+        mark = Mark()
+        pages = None
         try:
             send = _sender(src, secrets, statuses, spool_dir=folder)
-            pages = iter_pages(api, send=send, params=_base_params(api, start),
-                               max_pages=max_pages, walk=walk, secrets=tuple(secrets.values()))
-            for page in prefetched(pages):
+            pages = prefetched(iter_pages(api, send=send, params=_base_params(api, start), max_pages=max_pages,
+                                          walk=walk, secrets=tuple(secrets.values())))
+            for page in pages:
                 run.count("pages")
                 run.count("requests", page.result.attempts)
                 run.count("retries", page.result.attempts - 1)
                 for batch in _batched(page.records, 1000):
-                    highest = _consider(api, list(batch), page.number, index, writer, run, highest)
+                    _consider(api, list(batch), page.number, index, writer, run, mark)
                 if progress:
                     progress(f"page {page.number}", {"status": f"{run.counts['records']} records"})
+            pages.close()  # joins the fetching thread: statuses and walk are final from here on
+            if walk.truncated and api.write == "replace":
+                raise PageError(f"the walk stopped early ({walk.stop_reason}) but write = \"replace\" needs the "
+                                "full result; raise max_pages")
             published = _publish(ds, src, run, index, writer, target)
         except PageError as exc:
-            writer.abort()
             raise ApiError(f"{exc}; nothing of this run was stored, the next run starts from "
                            f"watermark {before!r}") from None
-        except BaseException:
-            writer.abort()
-            raise
         finally:
+            if pages is not None:
+                pages.close()
+            if writer is not None:
+                writer.abort()  # a no-op once published
             run.details["http_statuses"] = dict(sorted(statuses.items()))
             run.details["stop_reason"] = walk.stop_reason
             run.warnings += walk.warnings
             for spooled in walk.spooled:
                 spooled.unlink(missing_ok=True)
         index.commit()
+        highest = mark.highest
+        if walk.truncated and not mark.ordered:
+            run.warnings.append("the walk stopped early and the records were not in watermark order: the "
+                                "watermark is kept, so the next run fetches them again (nothing is lost)")
+            highest = None
         after = _next_watermark(before, highest, since=since, full_refresh=full_refresh)
         if api.incremental:
             state["watermark"] = after
@@ -286,9 +325,18 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, secrets: dict
         index.close()
 
 
-def _consider(api: ApiConfig, records: list[Any], page: int, index: KeyIndex, writer: JsonLinesWriter,
-              run: Run, highest: Any) -> Any:
-    """Classify one page of records, write what must be written, return the highest watermark seen."""
+@dataclass
+class Mark:
+    """The watermark seen so far, and whether the records came in its order."""
+
+    highest: Any = None
+    last: Any = None
+    ordered: bool = True
+
+
+def _consider(api: ApiConfig, records: list[Any], page: int, index: KeyIndex, writer: JsonLinesWriter | None,
+              run: Run, mark: Mark) -> None:
+    """Classify a batch of records, write or stage what must be written, follow the watermark."""
     lines, pairs = [], []
     for record in records:
         line, digest = _serialize(record)
@@ -302,15 +350,19 @@ def _consider(api: ApiConfig, records: list[Any], page: int, index: KeyIndex, wr
             run.count("repeated")
             continue
         run.count(verdict)
-        if api.write == "replace" or (verdict in (NEW, UPDATED) and api.write == "append"):
-            writer.write_line(line)
+        if api.write == "replace" or (api.write == "merge" and verdict in (NEW, UPDATED)):
+            index.stage_line(key, line)  # keyed: a record seen twice in one run is written once
         elif verdict in (NEW, UPDATED):
-            index.stage_line(key, line)
+            writer.write_line(line)
         if cursor_field and isinstance(record, dict):
             value = record.get(cursor_field)
-            if value is not None and newer(value, highest):
-                highest = value
-    return highest
+            if value is None:
+                continue
+            if mark.last is not None and newer(mark.last, value):
+                mark.ordered = False
+            mark.last = value
+            if newer(value, mark.highest):
+                mark.highest = value
 
 
 def _next_watermark(before: Any, highest: Any, *, since: str | None, full_refresh: bool) -> Any:
@@ -319,13 +371,15 @@ def _next_watermark(before: Any, highest: Any, *, since: str | None, full_refres
     return highest if newer(highest, before) else before  # --since never saves a smaller one
 
 
-def _publish(ds: Datastore, src: SourceConfig, run: Run, index: KeyIndex, writer: JsonLinesWriter,
+def _publish(ds: Datastore, src: SourceConfig, run: Run, index: KeyIndex, writer: JsonLinesWriter | None,
              target: Path) -> bool:
     """Make this run's output visible (or decide there is nothing to publish)."""
     api = src.api
     changed = run.counts[NEW] + run.counts[UPDATED]
-    if api.write == "merge":
-        writer.abort()
+    if api.write == "append":
+        if not changed:
+            return False
+    elif api.write == "merge":
         if not changed:
             return False
         writer = JsonLinesWriter(target)
@@ -335,17 +389,19 @@ def _publish(ds: Datastore, src: SourceConfig, run: Run, index: KeyIndex, writer
                 writer.write_line(staged if staged is not None else line)
         for line in index.remaining_staged():
             writer.write_line(line)
-    elif api.write == "replace":
+    else:  # replace: exactly the records of this run
         run.count("removed", index.drop_unseen())
-        if not changed and not run.counts.get("removed") and target.exists():
-            writer.abort()
+        if not changed and not run.counts["removed"] and target.exists():
             return False
-    elif not changed:
-        writer.abort()
-        return False
+        writer = JsonLinesWriter(target)
+        for line in index.remaining_staged():
+            writer.write_line(line)
     rel = str(target.relative_to(ds.module_dir(src.module)))
     write_files_journal(ds, src.module, src.name, run_id=run.run_id, files=[rel], write=api.write)
-    writer.publish()
+    try:
+        writer.publish()
+    finally:
+        writer.abort()
     meta = {"run_id": run.run_id, "module": src.module, "source": src.name, "kind": "api",
             "fetched_at": iso(run.started), "records": writer.count, "sha256": writer.sha256,
             "write": api.write, "new": run.counts[NEW], "updated": run.counts[UPDATED],
@@ -356,7 +412,11 @@ def _publish(ds: Datastore, src: SourceConfig, run: Run, index: KeyIndex, writer
 
 
 def _replay(ds: Datastore, src: SourceConfig, index: KeyIndex, state: dict[str, Any], run: Run) -> None:
-    """Finish the bookkeeping of a run that died after publishing but before committing its index."""
+    """Finish the bookkeeping of a run that died after publishing but before committing its index.
+
+    The index takes in every record of the files the journal names (harmless if a
+    file is still the previous version), and their sidecars are rebuilt.
+    """
     journal = read_journal(ds, src.module, src.name)
     if not journal or "files" not in journal:
         return
@@ -367,11 +427,22 @@ def _replay(ds: Datastore, src: SourceConfig, index: KeyIndex, state: dict[str, 
             path = ds.module_dir(src.module) / rel
             if not path.is_file():
                 continue
+            digest_of_file = hashlib.sha256()
+            count = 0
             for line in read_lines(path):
                 record = json.loads(line)
                 digest = _serialize(record)[1]
                 index.upsert(_key(src.api, record, 0, digest), digest)
-                folded += 1
+                digest_of_file.update(line.encode() + b"\n")
+                count += 1
+            folded += count
+            sidecar = read_json(sidecar_path(path)) or {}
+            if sidecar.get("sha256") != digest_of_file.hexdigest():
+                write_json(sidecar_path(path), {
+                    "run_id": journal["run_id"], "module": src.module, "source": src.name, "kind": "api",
+                    "records": count, "sha256": digest_of_file.hexdigest(), "write": journal.get("write"),
+                    "url": redact_url(src.api.url), "recovered_by": run.run_id})
         index.commit()
-        run.warnings.append(f"recovered run {journal['run_id']}: {folded} published records added to the index")
+        if folded:
+            run.warnings.append(f"recovered run {journal['run_id']}: {folded} published records added to the index")
     clear_journal(ds, src.module, src.name)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from collectors.http import FetchResult
 from storage.api_config import ApiConfig
@@ -105,6 +105,8 @@ def iter_pages(api: ApiConfig, *, send: Send, params: dict[str, Any], max_pages:
         if pag.size_param and pag.size:
             params[pag.size_param] = pag.size
     limit = max_pages or (pag.max_pages if pag else None)
+    page_size = pag.size if pag else None
+    origin = _origin(api.url)
     seen_next: set[str] = set()
     number = 0
     while True:
@@ -131,7 +133,9 @@ def iter_pages(api: ApiConfig, *, send: Send, params: dict[str, Any], max_pages:
             walk.truncated, walk.stop_reason = True, f"max_pages={limit} reached"
             return
         if pag.type in ("page", "offset"):
-            if pag.size and count < pag.size:
+            if number == 1 and page_size and count < page_size:
+                page_size = count  # the server may cap the page size: learn it, and let an empty page end
+            elif page_size and count < page_size:
                 walk.stop_reason = "short page"
                 return
             params[pag.param] += 1 if pag.type == "page" else count
@@ -149,6 +153,9 @@ def iter_pages(api: ApiConfig, *, send: Send, params: dict[str, Any], max_pages:
                 walk.stop_reason = "no next link"
                 return
             key = nxt = urljoin(result.final_url or url, nxt)
+            if _origin(nxt) != origin:
+                raise PageError(f"page {number}: the next page is on another host ({_origin_text(nxt)}); the "
+                                f"credentials are only sent to {_origin_text(api.url)}, so the walk stops here")
         if key in seen_next:
             walk.stop_reason = "the server repeated a page link"
             walk.warnings.append(f"page {number}: the next page points back to one already fetched; stopped there")
@@ -196,6 +203,21 @@ def _spooled(result: FetchResult, api: ApiConfig, pag: Any, number: int,
         raise PageError(redact_text(f"page {number}: expected JSON, got {kind} that does not parse: {exc}",
                                     secrets)) from None
     return records, count, body
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _origin_text(url: str) -> str:
+    scheme, host, port = _origin(url)
+    return f"{scheme}://{host}:{port}"
 
 
 def _link_next(result: FetchResult) -> str | None:
@@ -256,4 +278,5 @@ def prefetched(pages: Iterator[Page], *, depth: int = 2) -> Iterator[Page]:
                 worker.join()
                 raise value
     finally:
-        stop.set()
+        stop.set()  # the caller stopped (or failed): the thread ends after its current request
+        worker.join()

@@ -133,6 +133,9 @@ def parse_api(table: dict[str, Any], where: str) -> ApiConfig:
         raise ConfigError(f"{where} key 'write' must be one of: {', '.join(WRITE_MODES)} (got {write!r})")
     if write == "merge" and not primary_key:
         raise ConfigError(f"{where} write = \"merge\" needs a 'primary_key' to merge on")
+    if write == "replace" and "incremental" in table:
+        raise ConfigError(f"{where} write = \"replace\" keeps the latest full result, which an incremental "
+                          "fetch is not: drop 'incremental' or use write = \"merge\"")
     rate = table.get("rate_limit")
     if rate is not None and not (math.isfinite(rate) and 0 < rate <= 10_000):
         raise ConfigError(f"{where} key 'rate_limit' must be requests per second, between 0 and 10000")

@@ -65,7 +65,8 @@ class Run:
 
     def __post_init__(self) -> None:
         if not self.run_id:
-            stamp = self.started.strftime("%Y%m%dT%H%M%S")
+            # to the millisecond, so that run ids (and the files named after them) sort by time
+            stamp = self.started.strftime("%Y%m%dT%H%M%S") + f".{self.started.microsecond // 1000:03d}"
             self.run_id = f"{stamp}Z-{self.source}-{secrets.token_hex(3)}"
 
     def count(self, key: str, n: int = 1) -> None:

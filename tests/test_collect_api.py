@@ -437,3 +437,125 @@ def test_a_response_too_large_for_memory_streams_through_disk(tmp_path, server, 
     assert [p.name for p in data.iterdir() if p.name.startswith(".")] == []  # spool files removed
     again = json.loads(run_cli("collect", "api", "--config", str(cfg), "--json").stdout)
     assert again["counts"]["unchanged"] == 10_005 and again["files_written"] == []
+
+
+def test_replace_refuses_a_walk_cut_short(tmp_path, server) -> None:
+    api = SampleAPI(records=60, token=TOKEN)
+    env = ApiEnv(tmp_path, server, api, write="replace", incremental=False)
+    assert env.collect()[0] == 0
+    code, record, _ = env.collect("--max-pages", "1")
+    assert code == 1 and "write = \"replace\" needs the full result" in record["error"]["message"]
+    (dataset,) = env.data_files()
+    assert len(dataset.read_text().splitlines()) == 60  # untouched
+
+
+def test_replace_writes_a_record_seen_twice_in_one_run_once(tmp_path, server) -> None:
+    body = b'{"data": [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 1, "v": "c"}]}'
+    server.handle("/dup", lambda q, h: Reply(status=200, headers={"Content-Type": "application/json"}, body=body))
+    cfg = _plain_api_config(tmp_path, server.url("/dup"), 'write = "replace"\n')
+    assert run_cli("collect", "api", "--config", str(cfg)).exit_code == 0
+    data = tmp_path / "storage/datastore/core/modules/news/raw_data/articles/articles.jsonl"
+    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    assert sorted((r["id"], r["v"]) for r in rows) == [(1, "c"), (2, "b")]
+
+
+def test_a_next_link_to_another_host_is_not_followed_with_the_token(tmp_path, server) -> None:
+    with FeedServer() as other:
+        other.handle("/steal", lambda q, h: Reply(status=200, headers={"Content-Type": "application/json"},
+                                                  body=b'{"data": []}'))
+        link = other.url("/steal")
+        server.handle("/first", lambda q, h: Reply(
+            status=200, headers={"Content-Type": "application/json"},
+            body=json.dumps({"data": [{"id": 1}], "links": {"next": link}}).encode()))
+        env = ApiEnv(tmp_path, server, SampleAPI(records=1), style="next_url")
+        env.config.write_text(env.config.read_text().replace(env.urls["next_url"], server.url("/first")))
+        code, record, _ = env.collect()
+        assert code == 1 and "the next page is on another host" in record["error"]["message"]
+        assert other.count() == 0
+
+
+def test_a_server_that_caps_the_page_size_is_still_read_to_the_end(tmp_path, server) -> None:
+    api = SampleAPI(records=130)
+    urls = api.mount(server)
+
+    def capped(query, headers):  # asks for 100, gets at most 30
+        query = {**query, "per_page": str(min(30, int(query.get("per_page", 30))))}
+        return api._handler("page", urls["page"])(query, headers)
+
+    server.handle("/capped", capped)
+    cfg = _plain_api_config(tmp_path, server.url("/capped"),
+                            'pagination = { type = "page", param = "page", size_param = "per_page", size = 100 }\n')
+    record = json.loads(run_cli("collect", "api", "--config", str(cfg), "--json").stdout)
+    assert record["counts"]["new"] == 130 and record["details"]["stop_reason"] == "short page"
+
+
+def test_newest_first_walk_cut_short_keeps_the_watermark(tmp_path, server) -> None:
+    api = SampleAPI(records=50)
+    urls = api.mount(server)
+
+    def newest_first(query, headers):
+        rows = sorted(api._select(query.get("since")), key=lambda r: r["updated_at"], reverse=True)
+        page = int(query.get("page", 1))
+        return Reply(status=200, headers={"Content-Type": "application/json"},
+                     body=json.dumps({"data": rows[(page - 1) * 20: page * 20]}).encode())
+
+    server.handle("/newest", newest_first)
+    cfg = _plain_api_config(tmp_path, server.url("/newest"),
+                            'pagination = { type = "page", param = "page", size_param = "per_page", size = 20 }\n'
+                            'incremental = { cursor_field = "updated_at", param = "since" }\n')
+    first = json.loads(run_cli("collect", "api", "--config", str(cfg), "--json", "--max-pages", "1").stdout)
+    assert first["details"]["watermark_after"] is None
+    assert any("not in watermark order" in w for w in first["warnings"])
+    second = json.loads(run_cli("collect", "api", "--config", str(cfg), "--json").stdout)
+    assert second["counts"]["new"] == 30 and second["details"]["watermark_after"] == "2024-01-01T00:49:00Z"
+    assert urls  # the stock endpoints stay mounted beside the custom one
+
+
+def test_server_issued_tokens_in_error_bodies_are_masked(tmp_path, server) -> None:
+    env = ApiEnv(tmp_path, server, SampleAPI(records=5, token=TOKEN))
+    server.stick("/api/cursor", Reply(status=400, body=b'{"error": "expired", "retry": "/api?access_token=SRV9x8"}'))
+    code, record, _ = env.collect()
+    assert code == 1 and "access_token=***" in record["error"]["message"]
+    for path in (tmp_path / "storage").rglob("*"):
+        if path.is_file():
+            assert b"SRV9x8" not in path.read_bytes(), path
+
+
+def test_sidecar_is_rebuilt_after_a_crash_before_it_was_written(tmp_path, server, monkeypatch) -> None:
+    import collectors.api
+
+    api = SampleAPI(records=20, token=TOKEN)
+    env = ApiEnv(tmp_path, server, api, write="merge")
+    env.collect()
+    api.touch([4])
+    real = collectors.api.write_json
+
+    def die(path, obj, **kw):
+        if str(path).endswith(".meta.json"):
+            raise KeyboardInterrupt  # the process dies right after publishing the merged dataset
+        return real(path, obj, **kw)
+
+    monkeypatch.setattr(collectors.api, "write_json", die)
+    assert run_cli("collect", "api", "--config", str(env.config)).exit_code == 130
+    monkeypatch.setattr(collectors.api, "write_json", real)  # (undo() would also drop the token variable)
+    code, record, _ = env.collect()
+    assert code == 0 and record["counts"]["updated"] == 0  # the merged record was folded into the index
+    (dataset,) = env.data_files()
+    sidecar = json.loads((dataset.parent / "articles.jsonl.meta.json").read_text())
+    import hashlib
+
+    assert sidecar["sha256"] == hashlib.sha256(dataset.read_bytes()).hexdigest() and sidecar["records"] == 20
+
+
+@pytest.mark.parametrize(("a", "b", "expected"), [
+    ("2024-01-02T00:00:00Z", "2024-01-01T23:59:59Z", True),
+    ("2024-01-01T00:00:00+02:00", "2023-12-31T23:00:00Z", False),
+    ("10", "9", True), (100, "99", True), (1.5, 2, False),
+    ("Tue, 02 Jan 2024 00:00:00 GMT", "Mon, 01 Jan 2024 23:00:00 GMT", True),
+    ("2024-01-01 00:00:01Z", "2024-01-01T00:00:00Z", True),
+    ("b", "a", True), (None, "a", False), ("a", None, True),
+])
+def test_watermark_order(a, b, expected) -> None:
+    from collectors.api import newer
+
+    assert newer(a, b) is expected

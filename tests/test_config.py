@@ -52,6 +52,8 @@ CASES = [
      "type = \"cursor\" needs cursor_path"),
     ('[sources.api]\nkind = "api"\nmodule = "m"\nurl = "https://x.org/a"\n'
      'pagination = { type = "page", cursor_path = "x" }', "unknown key 'cursor_path' for type = 'page'"),
+    ('[sources.api]\nkind = "api"\nmodule = "m"\nurl = "https://x.org/a"\nwrite = "replace"\n'
+     'incremental = { cursor_field = "t" }', "write = \"replace\" keeps the latest full result"),
     ('[sources.api]\nkind = "api"\nmodule = "m"\nurl = "https://x.org/a"\nwrite = "merge"',
      "write = \"merge\" needs a 'primary_key'"),
     ('[sources.api]\nkind = "api"\nmodule = "m"\nurl = "https://x.org/a"\njson = { q = 1 }',
