@@ -82,8 +82,9 @@ def per_host_setting() -> tuple[int, str]:
 
 
 def bench_config_text(base_url: str, per_host: int) -> str:
-    # demo_config_text ends inside [sources.news], so an appended key belongs to that table.
-    return demo_config_text(base_url) + f"per_host = {per_host}\n"
+    # the demo's [sources.news] only (not its sample API), with the per_host under test
+    news = demo_config_text(base_url).split("[sources.sample_api]")[0]
+    return news.replace('kind = "rss"\n', f'kind = "rss"\nper_host = {per_host}\n', 1)
 
 
 def timed_run(cmd: list[str], *,
