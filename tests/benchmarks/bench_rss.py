@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -41,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
+from benchlib import machine  # noqa: E402  (tests/benchmarks is the script's folder)
 
 from collectors.demo import demo_config_text  # noqa: E402
 from collectors.feeds import FeedParseError, parse_feed  # noqa: E402
@@ -276,19 +276,6 @@ def bench_parse(passes: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- report
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}
 
 
 def verdict(key: str, value: float) -> str:
