@@ -522,22 +522,22 @@ def test_server_issued_tokens_in_error_bodies_are_masked(tmp_path, server) -> No
 
 
 def test_sidecar_is_rebuilt_after_a_crash_before_it_was_written(tmp_path, server, monkeypatch) -> None:
-    import collectors.api
+    import storage.datasets
 
     api = SampleAPI(records=20, token=TOKEN)
     env = ApiEnv(tmp_path, server, api, write="merge")
     env.collect()
     api.touch([4])
-    real = collectors.api.write_json
+    real = storage.datasets.write_json
 
     def die(path, obj, **kw):
         if str(path).endswith(".meta.json"):
             raise KeyboardInterrupt  # the process dies right after publishing the merged dataset
         return real(path, obj, **kw)
 
-    monkeypatch.setattr(collectors.api, "write_json", die)
+    monkeypatch.setattr(storage.datasets, "write_json", die)
     assert run_cli("collect", "api", "--config", str(env.config)).exit_code == 130
-    monkeypatch.setattr(collectors.api, "write_json", real)  # (undo() would also drop the token variable)
+    monkeypatch.setattr(storage.datasets, "write_json", real)  # (undo() would also drop the token variable)
     code, record, _ = env.collect()
     assert code == 0 and record["counts"]["updated"] == 0  # the merged record was folded into the index
     (dataset,) = env.data_files()
@@ -556,6 +556,6 @@ def test_sidecar_is_rebuilt_after_a_crash_before_it_was_written(tmp_path, server
     ("b", "a", True), (None, "a", False), ("a", None, True),
 ])
 def test_watermark_order(a, b, expected) -> None:
-    from collectors.api import newer
+    from storage.watermarks import newer
 
     assert newer(a, b) is expected

@@ -1,0 +1,245 @@
+"""Record datasets: classify records against the key index, write them, publish, replay.
+
+Shared by the collectors that fetch records (API, database): each record gets
+a key (its primary key, or a hash of its content) and a content digest; the
+key index says whether it is new, updated or unchanged; what must be kept is
+written (append) or staged (merge, replace) and published atomically with a
+journal, so a run that dies after publishing is finished by the next one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storage.atomic import read_json, remove_stale_temp_files, write_json
+from storage.errors import AbiError
+from storage.keyindex import NEW, REPEATED, UNCHANGED, UPDATED, KeyIndex
+from storage.paths import Datastore
+from storage.records import JsonLinesWriter, read_lines, sidecar_path
+from storage.runs import Run, iso
+from storage.state import clear_journal, read_journal, write_files_journal
+from storage.watermarks import newer
+
+WRITE_MODES = ("append", "merge", "replace")
+
+
+class RecordError(AbiError):
+    """A record cannot be stored as configured (no primary key, not an object)."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where and how a source's records are kept."""
+
+    module: str
+    source: str
+    kind: str
+    folder: Path
+    write: str = "append"
+    primary_key: tuple[str, ...] = ()
+    cursor_field: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)  # e.g. the redacted URL, for sidecars
+
+    def target(self, run_id: str) -> Path:
+        """append: one file per run, named by the run id (time first, so names sort by time)."""
+        return self.folder / (f"{run_id}.jsonl" if self.write == "append" else f"{self.source}.jsonl")
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[tuple[Any, ...]]:
+    """itertools.batched, which Python 3.11 lacks."""
+    iterator = iter(items)
+    while batch := tuple(itertools.islice(iterator, size)):
+        yield batch
+
+
+def serialize(record: Any) -> tuple[str, str]:
+    """(stored line, content digest): one canonical serialisation (sorted keys) serves both."""
+    line = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return line, hashlib.sha256(line.encode()).hexdigest()[:32]
+
+
+def record_key(primary_key: tuple[str, ...], record: Any, digest: str, where: str) -> str:
+    if not primary_key:
+        return "sha:" + digest
+    if not isinstance(record, dict):
+        raise RecordError(f"{where}: a record is a {type(record).__name__}, not an object with "
+                          f"{', '.join(primary_key)}")
+    values = []
+    for name in primary_key:
+        value = record.get(name)
+        if value is None:
+            raise RecordError(f"{where}: a record has no {name!r} (the primary_key); "
+                              f"its fields: {', '.join(sorted(record)[:10])}")
+        values.append(value)
+    if len(values) == 1 and type(values[0]) in (int, str):
+        return f"{'i' if type(values[0]) is int else 's'}:{values[0]}"
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass
+class Mark:
+    """The highest watermark value seen, and whether the records came in its order."""
+
+    highest: Any = None
+    last: Any = None
+    ordered: bool = True
+
+    def see(self, value: Any) -> None:
+        if value is None:
+            return
+        if self.last is not None and newer(self.last, value):
+            self.ordered = False
+        self.last = value
+        if newer(value, self.highest):
+            self.highest = value
+
+
+class RecordSink:
+    """One run's way into a dataset: `add` batches, then `publish` and `commit`, or nothing at all."""
+
+    def __init__(self, ds: Datastore, spec: DatasetSpec, run: Run) -> None:
+        self.ds, self.spec, self.run = ds, spec, run
+        self.index = KeyIndex(ds.state_file(spec.module, spec.source).with_suffix(".keys.sqlite"))
+        self.mark = Mark()
+        self.target = spec.target(run.run_id)
+        self.writer: JsonLinesWriter | None = None
+        for key in ("records", NEW, UPDATED, UNCHANGED):
+            run.counts.setdefault(key, 0)
+
+    def open(self) -> None:
+        """Replay an interrupted run, clear stale temp files, start this run's transaction."""
+        self._replay()
+        remove_stale_temp_files(self.spec.folder)
+        self.index.begin(self.run.run_id)
+        if self.spec.write == "append":
+            self.writer = JsonLinesWriter(self.target)
+
+    def peek(self, records: list[Any], where: str) -> dict[str, int]:
+        """What `add` would say, without staging anything (dry runs)."""
+        verdicts: dict[str, int] = {}
+        for record in records:
+            digest = serialize(record)[1]
+            verdict = self.index.peek(record_key(self.spec.primary_key, record, digest, where), digest)
+            verdicts[verdict] = verdicts.get(verdict, 0) + 1
+        return verdicts
+
+    def add(self, records: list[Any], where: str) -> None:
+        """Classify a batch, write (append) or stage (merge, replace) what must be kept."""
+        spec, run = self.spec, self.run
+        lines, pairs = [], []
+        for record in records:
+            line, digest = serialize(record)
+            lines.append(line)
+            pairs.append((record_key(spec.primary_key, record, digest, where), digest))
+        verdicts = self.index.classify_many(pairs)
+        run.count("records", len(records))
+        for record, line, (key, _), verdict in zip(records, lines, pairs, verdicts, strict=True):
+            if verdict == REPEATED:
+                run.count("repeated")
+                continue
+            run.count(verdict)
+            if spec.write == "replace" or (spec.write == "merge" and verdict in (NEW, UPDATED)):
+                self.index.stage_line(key, line)  # keyed: a record seen twice in one run is written once
+            elif verdict in (NEW, UPDATED):
+                self.writer.write_line(line)
+            if spec.cursor_field and isinstance(record, dict):
+                self.mark.see(record.get(spec.cursor_field))
+
+    def publish(self) -> bool:
+        """Make this run's output visible, or decide there is nothing to publish."""
+        spec, run, index = self.spec, self.run, self.index
+        changed = run.counts[NEW] + run.counts[UPDATED]
+        writer = self.writer
+        if spec.write == "append":
+            if not changed:
+                return False
+        elif spec.write == "merge":
+            if not changed:
+                return False
+            writer = JsonLinesWriter(self.target)
+            if self.target.exists():
+                for line in read_lines(self.target):
+                    record = json.loads(line)
+                    key = record_key(spec.primary_key, record, serialize(record)[1], "stored dataset")
+                    staged = index.take_staged(key)
+                    writer.write_line(staged if staged is not None else line)
+            for line in index.remaining_staged():
+                writer.write_line(line)
+        else:  # replace: exactly the records of this run
+            run.count("removed", index.drop_unseen())
+            if not changed and not run.counts["removed"] and self.target.exists():
+                return False
+            writer = JsonLinesWriter(self.target)
+            for line in index.remaining_staged():
+                writer.write_line(line)
+        rel = str(self.target.relative_to(self.ds.module_dir(spec.module)))
+        write_files_journal(self.ds, spec.module, spec.source, run_id=run.run_id, files=[rel], write=spec.write)
+        try:
+            writer.publish()
+        finally:
+            writer.abort()
+        write_json(sidecar_path(self.target), {
+            **spec.provenance, "run_id": run.run_id, "module": spec.module, "source": spec.source,
+            "kind": spec.kind, "fetched_at": iso(run.started), "records": writer.count, "sha256": writer.sha256,
+            "write": spec.write, "new": run.counts[NEW], "updated": run.counts[UPDATED],
+            "watermark_before": run.details.get("watermark_before")})
+        run.files += [self.ds.relative(self.target), self.ds.relative(sidecar_path(self.target))]
+        return True
+
+    def commit(self) -> None:
+        """The index follows the published data (the caller saves the watermark next)."""
+        self.index.commit()
+
+    def finish(self) -> None:
+        """After the state is saved: the journal is no longer needed."""
+        clear_journal(self.ds, self.spec.module, self.spec.source)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()  # a no-op once published
+        self.index.close()
+
+    def _replay(self) -> None:
+        """Finish the bookkeeping of a run that died after publishing but before committing its index.
+
+        The index takes in every record of the files the journal names (harmless
+        if a file is still the previous version), and their sidecars are rebuilt.
+        """
+        ds, spec, run = self.ds, self.spec, self.run
+        journal = read_journal(ds, spec.module, spec.source)
+        if not journal or "files" not in journal:
+            return
+        if not self.index.applied(journal["run_id"]):
+            self.index.begin(journal["run_id"])
+            folded = 0
+            for rel in journal["files"]:
+                path = ds.module_dir(spec.module) / rel
+                if not path.is_file():
+                    continue
+                digest_of_file = hashlib.sha256()
+                count = 0
+                for line in read_lines(path):
+                    record = json.loads(line)
+                    digest = serialize(record)[1]
+                    self.index.upsert(record_key(spec.primary_key, record, digest, str(rel)), digest)
+                    digest_of_file.update(line.encode() + b"\n")
+                    count += 1
+                folded += count
+                sidecar = read_json(sidecar_path(path)) or {}
+                if sidecar.get("sha256") != digest_of_file.hexdigest():
+                    write_json(sidecar_path(path), {
+                        **spec.provenance, "run_id": journal["run_id"], "module": spec.module,
+                        "source": spec.source, "kind": spec.kind, "records": count,
+                        "sha256": digest_of_file.hexdigest(), "write": journal.get("write"),
+                        "recovered_by": run.run_id})
+            self.index.commit()
+            if folded:
+                run.warnings.append(f"recovered run {journal['run_id']}: {folded} published records added "
+                                    "to the index")
+        clear_journal(ds, spec.module, spec.source)
