@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SOURCE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install collect-rss collect-api status demo test lint bench clean
+.PHONY: help install collect-rss collect-api collect-db status demo test lint bench clean
 
 help: ## List the targets with a one-line description
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +29,9 @@ collect-rss: $(STAMP) ## Collect every RSS source of abi.toml (SOURCE=name for o
 
 collect-api: $(STAMP) ## Collect the API sources of abi.toml (SOURCE=name for one)
 	$(ABI) collect api $(if $(SOURCE),--source $(SOURCE))
+
+collect-db: $(STAMP) ## Collect the database sources of abi.toml (SOURCE=name for one)
+	$(ABI) collect db $(if $(SOURCE),--source $(SOURCE))
 
 status: $(STAMP) ## Show one row per source: last run, status, new items, age, stale mark
 	$(ABI) status

@@ -127,6 +127,34 @@ def collect_api_cmd(
     raise typer.Exit(_exit_code(records))
 
 
+@collect_app.command("db")
+def collect_db_cmd(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
+    module: Annotated[str | None, typer.Option("--module", "-m", help="Only sources of this module.")] = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="Read every row again (from 'initial') "
+                                                                      "and reset the watermark.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for a running collection of the same source "
+                                                      "instead of recording this run as skipped.")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Read the rows added or changed since the last run from SQLite or PostgreSQL, in batches.
+
+    The watermark is (cursor, primary key): rows sharing a timestamp at the boundary are
+    neither lost nor read twice. A failed query stores nothing (exit 1).
+    """
+    from cli import render
+    from collectors.db import collect_db
+    from storage.config import load_config
+
+    cfg = _guard(lambda: load_config(config))
+    with render.feed_progress(enabled=not json_out) as progress:
+        records = _guard(lambda: collect_db(config=cfg, source=source, module=module, full_refresh=full_refresh,
+                                            wait=wait, command=sys.argv[:], progress=progress))
+    render.run_records(records, as_json=json_out)
+    raise typer.Exit(_exit_code(records))
+
+
 @app.command("status")
 def status_cmd(
     module: Annotated[str | None, typer.Option("--module", "-m", help="Only sources of this module.")] = None,

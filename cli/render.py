@@ -44,6 +44,11 @@ def feed_progress(*, enabled: bool) -> Iterator[Any]:
         yield update
 
 
+def _plain(value: Any) -> Any:
+    """A typed watermark value ({"datetime": "..."}) as its text."""
+    return next(iter(value.values())) if isinstance(value, dict) and len(value) == 1 else value
+
+
 def human_age(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -57,14 +62,17 @@ def summary_line(record: dict[str, Any]) -> str:
     c = record["counts"]
     if record["status"] == "skipped":
         return f"{record['source']}: skipped: {record['reason']}"
-    if record["kind"] == "api":
-        parts = [f"{c.get('pages', 0)} pages", f"{c.get('records', 0)} records", f"{c.get('new', 0)} new",
+    if record["kind"] in ("api", "db"):
+        unit = "pages" if record["kind"] == "api" else "batches"
+        parts = [f"{c.get(unit, 0)} {unit}", f"{c.get('records', 0)} records", f"{c.get('new', 0)} new",
                  f"{c.get('updated', 0)} updated", f"{c.get('unchanged', 0)} unchanged"]
         if c.get("removed"):
             parts.append(f"{c['removed']} removed")
         if c.get("retries"):
             parts.append(f"{c['retries']} retries")
         wm = (record.get("details") or {}).get("watermark_after")
+        if isinstance(wm, dict):  # a database watermark: (cursor, key)
+            wm = f"{_plain(wm['cursor'])} / {', '.join(str(_plain(k)) for k in wm['key'])}"
         if wm is not None:
             parts.append(f"watermark {wm}")
         return (f"{record['source']}: {record['status']}: {', '.join(parts)} in {record['duration_s']:.2f}s "

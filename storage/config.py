@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from storage.api_config import API_KEYS, ApiConfig, parse_api
+from storage.db_config import DB_KEYS, DbConfig, parse_db
 from storage.errors import ConfigError
 from storage.paths import NAME_RE, Datastore, resolve_root
 from storage.redact import redact_url
@@ -46,6 +47,7 @@ _KINDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "per_host": ((int,), False),
     },
     "api": API_KEYS,
+    "db": DB_KEYS,
 }
 _FEED_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "url": ((str,), True),
@@ -99,6 +101,7 @@ class SourceConfig:
     per_host: int = 8
     feeds: tuple[FeedConfig, ...] = ()
     api: ApiConfig | None = None
+    db: DbConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ def parse_config(raw: dict[str, Any], *, file: Path) -> Config:
     sources_raw = raw.get("sources", {})
     if not isinstance(sources_raw, dict):
         raise ConfigError(f"{file}: 'sources' must be a table of [sources.NAME] tables")
-    sources = {name: _parse_source(name, table, file) for name, table in sources_raw.items()}
+    sources = {name: _parse_source(name, table, file, file.parent.absolute()) for name, table in sources_raw.items()}
     outputs: dict[tuple[str, str], str] = {}
     for src in sources.values():
         where = (src.module, src.path or f"raw_data/{src.name}")
@@ -192,7 +195,7 @@ def _type_names(types: tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
-def _parse_source(name: str, table: Any, file: Path) -> SourceConfig:
+def _parse_source(name: str, table: Any, file: Path, config_dir: Path) -> SourceConfig:
     where = f"{file}: [sources.{name}]"
     if not NAME_RE.match(name):
         raise ConfigError(f"{where} source names may use letters, digits, '_' and '-' only")
@@ -222,7 +225,8 @@ def _parse_source(name: str, table: Any, file: Path) -> SourceConfig:
         name=name, kind=kind, module=table["module"], path=path, schedule=schedule,
         interval_s=parse_interval(table["interval"], where) if "interval" in table else None,
         feeds=_parse_feeds(table["feeds"], where) if kind == "rss" else (),
-        api=parse_api(table, where) if kind == "api" else None, **options,
+        api=parse_api(table, where) if kind == "api" else None,
+        db=parse_db(table, where, config_dir) if kind == "db" else None, **options,
     )
 
 
