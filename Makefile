@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SOURCE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install collect-rss collect-api collect-db status demo test lint bench clean
+.PHONY: help install collect-rss collect-api collect-db collect-files status demo test lint bench clean
 
 help: ## List the targets with a one-line description
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,6 +32,9 @@ collect-api: $(STAMP) ## Collect the API sources of abi.toml (SOURCE=name for on
 
 collect-db: $(STAMP) ## Collect the database sources of abi.toml (SOURCE=name for one)
 	$(ABI) collect db $(if $(SOURCE),--source $(SOURCE))
+
+collect-files: $(STAMP) ## Process new files of the watched folders in abi.toml (SOURCE=name for one)
+	$(ABI) collect files $(if $(SOURCE),--source $(SOURCE))
 
 status: $(STAMP) ## Show one row per source: last run, status, new items, age, stale mark
 	$(ABI) status

@@ -155,6 +155,32 @@ def collect_db_cmd(
     raise typer.Exit(_exit_code(records))
 
 
+@collect_app.command("files")
+def collect_files_cmd(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
+    module: Annotated[str | None, typer.Option("--module", "-m", help="Only sources of this module.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for a running collection of the same source "
+                                                      "instead of recording this run as skipped.")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Process each new or changed file in a watched folder once: copy it, or parse it into records.
+
+    Files still being written wait for the next run; a file that does not parse is moved to
+    quarantine with its error (exit 1) and the others go on.
+    """
+    from cli import render
+    from collectors.files import collect_files
+    from storage.config import load_config
+
+    cfg = _guard(lambda: load_config(config))
+    with render.feed_progress(enabled=not json_out) as progress:
+        records = _guard(lambda: collect_files(config=cfg, source=source, module=module, wait=wait,
+                                               command=sys.argv[:], progress=progress))
+    render.run_records(records, as_json=json_out)
+    raise typer.Exit(_exit_code(records))
+
+
 @app.command("status")
 def status_cmd(
     module: Annotated[str | None, typer.Option("--module", "-m", help="Only sources of this module.")] = None,

@@ -62,6 +62,15 @@ def summary_line(record: dict[str, Any]) -> str:
     c = record["counts"]
     if record["status"] == "skipped":
         return f"{record['source']}: skipped: {record['reason']}"
+    if record["kind"] == "files":
+        parts = [f"{c.get('files', 0)} files", f"{c.get('new', 0)} new", f"{c.get('changed', 0)} changed",
+                 f"{c.get('unchanged', 0)} unchanged", f"{c.get('waiting', 0)} waiting"]
+        if c.get("quarantined"):
+            parts.append(f"{c['quarantined']} quarantined")
+        if c.get("records"):
+            parts.append(f"{c['records']} records")
+        return (f"{record['source']}: {record['status']}: {', '.join(parts)} in {record['duration_s']:.2f}s "
+                f"(run {record['run_id']})")
     if record["kind"] in ("api", "db"):
         unit = "pages" if record["kind"] == "api" else "batches"
         parts = [f"{c.get(unit, 0)} {unit}", f"{c.get('records', 0)} records", f"{c.get('new', 0)} new",

@@ -97,18 +97,12 @@ def write_many(items: Iterable[tuple[Path, bytes]]) -> list[Path]:
     try:
         for folder in folders:
             folder.mkdir(parents=True, exist_ok=True)
-        per_file_fsync = len(batch) < _SYNCFS_MIN_BATCH or _syncfs() is None
         for target, data in batch:
             tmp = tmp_path_for(target)
             temps.append((tmp, target))
             with open(tmp, "wb") as fh:
                 fh.write(data)
-                if per_file_fsync:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-        if not per_file_fsync:
-            for folder in folders:
-                _sync_filesystem(folder)
+        sync_batch([tmp for tmp, _ in temps])
         while temps:
             tmp, target = temps[0]
             os.replace(tmp, target)
@@ -124,6 +118,20 @@ def write_many(items: Iterable[tuple[Path, bytes]]) -> list[Path]:
 
 
 _SYNCFS_MIN_BATCH = 32
+
+
+def sync_batch(paths: list[Path]) -> None:
+    """Make these (already written) files durable: one syncfs for a large batch, else fsync each."""
+    if len(paths) >= _SYNCFS_MIN_BATCH and _syncfs() is not None:
+        for folder in {p.parent for p in paths}:
+            _sync_filesystem(folder)
+        return
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from storage.api_config import API_KEYS, ApiConfig, parse_api
 from storage.db_config import DB_KEYS, DbConfig, parse_db
 from storage.errors import ConfigError
+from storage.files_config import FILES_KEYS, FilesConfig, parse_files
 from storage.paths import NAME_RE, Datastore, resolve_root
 from storage.redact import redact_url
 
@@ -48,6 +49,7 @@ _KINDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     },
     "api": API_KEYS,
     "db": DB_KEYS,
+    "files": FILES_KEYS,
 }
 _FEED_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "url": ((str,), True),
@@ -102,6 +104,7 @@ class SourceConfig:
     feeds: tuple[FeedConfig, ...] = ()
     api: ApiConfig | None = None
     db: DbConfig | None = None
+    files: FilesConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def _check_keys(table: dict[str, Any], schema: dict[str, tuple[tuple[type, ...],
         if key not in schema:
             raise ConfigError(f"{where} unknown key {key!r} (allowed: {', '.join(sorted(schema))})")
         types, _ = schema[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise ConfigError(f"{where} key {key!r} must be {_type_names(types)}, not {type(value).__name__}")
     for key, (_, required) in schema.items():
         if required and key not in table:
@@ -191,7 +194,8 @@ def _check_keys(table: dict[str, Any], schema: dict[str, tuple[tuple[type, ...],
 def _type_names(types: tuple[type, ...]) -> str:
     if set(types) == {int, float}:
         return "a number"
-    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table"}
+    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table",
+             bool: "true or false"}
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
@@ -208,9 +212,10 @@ def _parse_source(name: str, table: Any, file: Path, config_dir: Path) -> Source
     table = _flatten_retries(table, where)
     if not NAME_RE.match(table["module"]):
         raise ConfigError(f"{where} key 'module' may use letters, digits, '_' and '-' only")
-    path = table.get("path")
+    path = table.get("output") if kind == "files" else table.get("path")  # files: `path` is the watched folder
     if path is not None and (path.startswith("/") or ".." in Path(path).parts or not path.strip()):
-        raise ConfigError(f"{where} key 'path' must be a relative path inside the module folder")
+        key = "output" if kind == "files" else "path"
+        raise ConfigError(f"{where} key {key!r} must be a relative path inside the module folder")
     for key, (low, high) in _BOUNDS.items():
         if key in table and not (math.isfinite(table[key]) and low <= table[key] <= high):
             raise ConfigError(f"{where} key {key!r} must be between {low:g} and {high:g} (got {table[key]!r})")
@@ -226,7 +231,8 @@ def _parse_source(name: str, table: Any, file: Path, config_dir: Path) -> Source
         interval_s=parse_interval(table["interval"], where) if "interval" in table else None,
         feeds=_parse_feeds(table["feeds"], where) if kind == "rss" else (),
         api=parse_api(table, where) if kind == "api" else None,
-        db=parse_db(table, where, config_dir) if kind == "db" else None, **options,
+        db=parse_db(table, where, config_dir) if kind == "db" else None,
+        files=parse_files(table, where, config_dir) if kind == "files" else None, **options,
     )
 
 

@@ -1,0 +1,259 @@
+"""The folder job: process each file dropped in a folder exactly once.
+
+A file is known by its path plus size, modification time and content hash: a
+file seen before with the same size and time is skipped without reading it; a
+rewritten one is processed again. A file still being written (younger than
+`settle_seconds`, or changing between two looks) waits for the next run.
+Files are copied into the module's data folder with a sidecar each, or parsed
+(CSV, JSON, JSON Lines) into records stored like the other collectors'. A file
+that does not parse goes to a quarantine folder with the error in its sidecar,
+and the others go on. The state is saved after the data; `on_success` (delete
+or move) happens only after that, so a crash never loses a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from storage.atomic import dumps, write_json, write_many
+from storage.config import Config, SourceConfig
+from storage.datasets import DatasetSpec, RecordSink, batched
+from storage.errors import AbiError, UsageError
+from storage.files import StagedCopy, discard, move_file, publish_copies, stage_copy
+from storage.jobs import run_job
+from storage.paths import Datastore
+from storage.records import sidecar_path
+from storage.runs import Run, iso, utcnow
+from storage.state import load_state, save_state
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+class FilesError(AbiError):
+    """The watched folder cannot be read."""
+
+
+class ParseError(ValueError):
+    """A file is not valid for its `process` format."""
+
+
+def collect_files(*, config: Config, source: str | None = None, module: str | None = None, wait: bool = False,
+                  command: list[str] | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Run the folder job for each selected source; return one run record per source."""
+    sources = config.select(source=source, module=module, kind="files")
+    if source is not None and not sources:
+        raise UsageError(f"{config.path}: [sources.{source}] is kind = {config.sources[source].kind!r}, "
+                         "not \"files\"; use abi collect " + config.sources[source].kind)
+    if not sources:
+        raise UsageError(f"{config.path}: no files source matches; see [sources.*] with kind = \"files\"")
+    records = []
+    for src in sources:
+        def work(run: Run, src: SourceConfig = src) -> None:
+            _collect_source(config.datastore, src, run, progress=progress)
+
+        records.append(run_job(ds=config.datastore, module=src.module, source=src.name, kind="files",
+                               command=command or ["abi", "collect", "files"], work=work, wait=wait,
+                               interval_s=src.interval_s))
+    return records
+
+
+def _candidates(src: SourceConfig) -> list[Path]:
+    fc = src.files
+    if not fc.watch.is_dir():
+        raise FilesError(f"the watched folder {fc.watch} does not exist: create it or fix 'path'")
+    found = fc.watch.rglob(fc.pattern) if fc.recursive else fc.watch.glob(fc.pattern)
+    skip = fc.move_to.resolve() if fc.move_to else None
+    out: list[tuple[int, Path]] = []
+    for path in found:
+        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(fc.watch).parts):
+            continue  # hidden files: editors' and uploaders' temp files
+        if skip is not None and skip in path.resolve().parents:
+            continue
+        out.append((path.stat().st_mtime_ns, path))
+    return [path for _, path in sorted(out)]  # oldest first: the last dropped wins a merge
+
+
+def _target_name(rel: Path) -> Path:
+    """The copy's path inside the output folder: the file's own relative path, each part checked."""
+    for part in rel.parts:
+        if part in ("", ".", "..") or "\x00" in part:
+            raise ParseError(f"unsafe file name {str(rel)!r}")
+    return rel
+
+
+def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, progress: Progress | None) -> None:
+    fc = src.files
+    state = load_state(ds, src.module, src.name)
+    seen: dict[str, dict[str, Any]] = state.setdefault("files", {})
+    out_folder = ds.data_dir(src.module, src.name, src.path)
+    for key in ("files", "new", "changed", "unchanged", "waiting", "processed", "quarantined"):
+        run.counts.setdefault(key, 0)
+    now = time.time()
+    first_look: dict[Path, tuple[int, int]] = {}
+    pending_actions: list[Path] = []
+    for path in _candidates(src):
+        run.count("files")
+        st = path.stat()
+        rel = path.relative_to(fc.watch).as_posix()
+        prev = seen.get(rel)
+        if prev and prev["size"] == st.st_size and prev["mtime_ns"] == st.st_mtime_ns:
+            run.count("unchanged")
+            if fc.on_success != "keep":
+                pending_actions.append(path)  # processed before, but its delete/move did not happen
+            continue
+        if now - st.st_mtime < fc.settle_seconds:
+            run.count("waiting")
+            continue
+        first_look[path] = (st.st_size, st.st_mtime_ns)
+    todo = [p for p, look in first_look.items() if _look(p) == look]  # a second look: still being written?
+    run.count("waiting", len(first_look) - len(todo))
+
+    sink = None
+    if fc.process != "copy":
+        sink = RecordSink(ds, DatasetSpec(module=src.module, source=src.name, kind="files", folder=out_folder,
+                                          write=fc.write, primary_key=fc.primary_key,
+                                          provenance={"folder": str(fc.watch)}), run)
+    staged: list[StagedCopy] = []
+    done: dict[str, dict[str, Any]] = {}
+    quarantined: list[tuple[Path, str]] = []
+    try:
+        if sink is not None:
+            sink.open()
+        for n, path in enumerate(todo, 1):
+            rel = path.relative_to(fc.watch)
+            key = rel.as_posix()
+            try:
+                entry = _process(path, rel, out_folder, fc.process, sink, staged)
+            except ParseError as exc:
+                quarantined.append((path, str(exc)))
+                continue
+            if entry is None or _look(path) != first_look[path]:  # changed while we read it: next run
+                if staged and staged[-1].source == path:
+                    discard(staged.pop())
+                run.count("waiting")
+                continue
+            run.count("changed" if key in seen else "new")
+            done[key] = {**entry, "size": first_look[path][0], "mtime_ns": first_look[path][1],
+                         "run_id": run.run_id, "processed_at": iso(utcnow())}
+            if progress and n % 100 == 0:
+                progress(f"{n} files", {"status": f"{len(done)} processed"})
+        publish_copies(staged)
+        write_many([(sidecar_path(s.target), _sidecar(src, run, s)) for s in staged])
+        run.files += [ds.relative(s.target) for s in staged]
+        if sink is not None:
+            sink.publish()
+            sink.commit()
+    except BaseException:
+        for item in staged:
+            discard(item)
+        raise
+    finally:
+        if sink is not None:
+            sink.close()
+    for path, error in quarantined:
+        _quarantine(ds, src, run, path, error)
+    seen.update(done)
+    run.count("processed", len(done))
+    save_state(ds, src.module, src.name, state)
+    if sink is not None:
+        sink.finish()
+    for path in [fc.watch / key for key in done] + pending_actions:
+        _after_success(src, run, path)
+    if quarantined:
+        run.status = "partial"
+        run.reason = f"{len(quarantined)} file(s) quarantined"
+
+
+def _look(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _process(path: Path, rel: Path, out_folder: Path, process: str, sink: RecordSink | None,
+             staged: list[StagedCopy]) -> dict[str, Any] | None:
+    """Copy or parse one file; None when it vanished meanwhile."""
+    try:
+        if process == "copy":
+            item = stage_copy(path, out_folder / _target_name(rel))
+            staged.append(item)
+            return {"sha256": item.sha256, "copy": str(_target_name(rel))}
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    records = _parse(data, process, rel)
+    for batch in batched(records, 1000):
+        sink.add(list(batch), str(rel))
+    return {"sha256": hashlib.sha256(data).hexdigest(), "records": len(records)}
+
+
+def _parse(data: bytes, process: str, rel: Path) -> list[Any]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"{rel}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if process == "csv":
+        try:
+            rows = list(csv.DictReader(io.StringIO(text, newline=""), strict=True))
+        except csv.Error as exc:
+            raise ParseError(f"{rel}: not valid CSV: {exc}") from None
+        bad = next((i for i, row in enumerate(rows, 2) if None in row or None in row.values()), None)
+        if bad is not None:
+            raise ParseError(f"{rel}: line {bad} has a different number of fields than the header")
+        return rows
+    if process == "json":
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ParseError(f"{rel}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+        return doc if isinstance(doc, list) else [doc]
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ParseError(f"{rel}: line {n} is not valid JSON: {exc.msg}") from None
+    return records
+
+
+def _sidecar(src: SourceConfig, run: Run, item: StagedCopy) -> bytes:
+    return dumps({"run_id": run.run_id, "module": src.module, "source": src.name, "kind": "files",
+                  "fetched_at": iso(run.started), "original": str(item.source), "size": item.size,
+                  "sha256": item.sha256})
+
+
+def _quarantine(ds: Datastore, src: SourceConfig, run: Run, path: Path, error: str) -> None:
+    folder = ds.module_dir(src.module) / "quarantine" / src.name
+    try:
+        moved = move_file(path, folder)
+    except OSError as exc:
+        run.warnings.append(f"{path.name}: {error}; and it could not be moved to quarantine: {exc}")
+        return
+    write_json(sidecar_path(moved), {"run_id": run.run_id, "source": src.name, "original": str(path),
+                                     "error": error, "quarantined_at": iso(utcnow())})
+    run.count("quarantined")
+    run.warnings.append(f"quarantined {path.name}: {error}")
+    run.items.append({"file": str(path.relative_to(src.files.watch)), "status": "quarantined", "error": error,
+                      "moved_to": ds.relative(moved)})
+
+
+def _after_success(src: SourceConfig, run: Run, path: Path) -> None:
+    fc = src.files
+    try:
+        if fc.on_success == "delete":
+            path.unlink(missing_ok=True)
+        elif fc.on_success == "move" and path.exists():
+            move_file(path, fc.move_to / path.relative_to(fc.watch).parent)
+    except OSError as exc:
+        run.warnings.append(f"{path.name}: processed, but on_success = {fc.on_success} failed: {exc}")
+
