@@ -12,11 +12,10 @@ saved only after they are published.
 
 from __future__ import annotations
 
-import base64
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -77,7 +76,7 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, password: str
     db = src.db
     spec = DatasetSpec(module=src.module, source=src.name, kind="db",
                        folder=ds.data_dir(src.module, src.name, src.path), write=db.write,
-                       primary_key=db.primary_key, provenance={"database": redact_url(db.url)})
+                       primary_key=db.primary_key, provenance={"database": redact_url(db.url)}, sort_keys=False)
     sink = RecordSink(ds, spec, run)
     secrets = (password,) if password else ()
     try:
@@ -93,7 +92,7 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, password: str
         try:
             for batch in _rows(db, sql, params, password, timeout=src.timeout):
                 run.count("batches")
-                sink.add([_jsonable(row) for row in batch], f"batch {run.counts['batches']}")
+                sink.add(batch, f"batch {run.counts['batches']}")  # dates, decimals: see json_default
                 last = batch[-1]
                 if progress:
                     progress(f"batch {run.counts['batches']}", {"status": f"{run.counts['records']} rows"})
@@ -136,10 +135,11 @@ def build_query(db: DbConfig, mark: dict[str, Any] | None) -> tuple[str, list[An
             sql += f" WHERE {db.cursor} >= {ph}"
             params.append(_minus(mark["cursor"], db.lookback))
         elif mark:
+            # `cursor >= x AND (...)` lets the engine seek in an index on (cursor, key) instead of scanning it
             columns = [db.cursor, *db.primary_key]
             values = [mark["cursor"], *mark["key"]]
-            sql += " WHERE " + _after(columns, ph)
-            params += _after_params(values)
+            sql += f" WHERE {db.cursor} >= {ph} AND " + _after(columns, ph)
+            params += [mark["cursor"], *_after_params(values)]
         elif start is not None:
             sql += f" WHERE {db.cursor} >= {ph}"
             params.append(start)
@@ -230,28 +230,6 @@ def _first_line(exc: BaseException) -> str:
     return " ".join(str(exc).strip().splitlines()[:1]) or type(exc).__name__
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: _value(v) for k, v in row.items()}
-
-
-def _value(value: Any) -> Any:
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if isinstance(value, (datetime, date, time)):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)  # exact; a float would round money
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _value(v) for k, v in value.items()}
-    return str(value)
-
-
 def _dump(mark: dict[str, Any] | None) -> dict[str, Any] | None:
     """A watermark as JSON, with the types needed to send it back to the database unchanged."""
     if mark is None:
@@ -283,3 +261,16 @@ def _untyped(value: Any) -> Any:
         return {"datetime": datetime.fromisoformat, "date": date.fromisoformat, "decimal": Decimal,
                 "uuid": uuid.UUID}[kind](text)
     return value
+
+
+def rows_pending(ds: Datastore, src: SourceConfig) -> bool:
+    """Is there at least one row after the watermark (the rows sensor)? One LIMIT 1 query."""
+    db = src.db
+    state = load_state(ds, src.module, src.name)
+    sql, params = build_query(db, _restore(state.get("watermark")))
+    probe = f"SELECT 1 AS pending FROM ({sql}) AS abi_probe LIMIT 1"
+    password = _password(src)
+    try:
+        return any(True for batch in _rows(db, probe, params, password, timeout=src.timeout) if batch)
+    except DbError as exc:
+        raise DbError(redact_text(str(exc), (password,) if password else ())) from None

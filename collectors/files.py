@@ -257,3 +257,19 @@ def _after_success(src: SourceConfig, run: Run, path: Path) -> None:
     except OSError as exc:
         run.warnings.append(f"{path.name}: processed, but on_success = {fc.on_success} failed: {exc}")
 
+
+
+def pending_files(ds: Datastore, src: SourceConfig, now: float | None = None) -> int:
+    """How many files a run would process now (the folder sensor): a listing and stats, no reads."""
+    fc = src.files
+    seen = (load_state(ds, src.module, src.name) or {}).get("files", {})
+    now = time.time() if now is None else now
+    count = 0
+    for path in _candidates(src):
+        st = path.stat()
+        prev = seen.get(path.relative_to(fc.watch).as_posix())
+        if prev and prev["size"] == st.st_size and prev["mtime_ns"] == st.st_mtime_ns:
+            continue
+        if now - st.st_mtime >= fc.settle_seconds:
+            count += 1
+    return count

@@ -39,7 +39,9 @@ _COMMON: dict[str, tuple[tuple[type, ...], bool]] = {
     "retries": ((int, dict), False),
     "retry_max_wait": ((int, float), False),
     "user_agent": ((str,), False),
+    "sensor": ((dict,), False),
 }
+SENSOR_TYPES = {"rss": "feeds", "api": "http", "db": "rows", "files": "files"}
 _KINDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "rss": {
         "feeds": ((list,), True),
@@ -86,6 +88,14 @@ class FeedConfig:
 
 
 @dataclass(frozen=True)
+class SensorConfig:
+    """A cheap check before a run: new files, new rows, a changed feed or API response."""
+
+    type: str
+    minimum_interval_s: int = 30
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     name: str
     kind: str
@@ -105,6 +115,7 @@ class SourceConfig:
     api: ApiConfig | None = None
     db: DbConfig | None = None
     files: FilesConfig | None = None
+    sensor: SensorConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -232,8 +243,21 @@ def _parse_source(name: str, table: Any, file: Path, config_dir: Path) -> Source
         feeds=_parse_feeds(table["feeds"], where) if kind == "rss" else (),
         api=parse_api(table, where) if kind == "api" else None,
         db=parse_db(table, where, config_dir) if kind == "db" else None,
-        files=parse_files(table, where, config_dir) if kind == "files" else None, **options,
+        files=parse_files(table, where, config_dir) if kind == "files" else None,
+        sensor=_parse_sensor(table["sensor"], kind, where) if "sensor" in table else None, **options,
     )
+
+
+def _parse_sensor(table: dict[str, Any], kind: str, where: str) -> SensorConfig:
+    expected = SENSOR_TYPES[kind]
+    for key in table:
+        if key not in ("type", "minimum_interval"):
+            raise ConfigError(f"{where} sensor: unknown key {key!r} (allowed: minimum_interval, type)")
+    kind_of = table.get("type", expected)
+    if kind_of != expected:
+        raise ConfigError(f"{where} sensor type for a {kind!r} source is {expected!r} (got {kind_of!r})")
+    minimum = table.get("minimum_interval", "30s")
+    return SensorConfig(type=expected, minimum_interval_s=parse_interval(minimum, f"{where} sensor"))
 
 
 def _flatten_retries(table: dict[str, Any], where: str) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class DatasetSpec:
     primary_key: tuple[str, ...] = ()
     cursor_field: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)  # e.g. the redacted URL, for sidecars
+    sort_keys: bool = True  # False when the field order is fixed by the source (database columns)
 
     def target(self, run_id: str) -> Path:
         """append: one file per run, named by the run id (time first, so names sort by time)."""
@@ -58,9 +59,29 @@ def batched(items: Iterable[Any], size: int) -> Iterator[tuple[Any, ...]]:
         yield batch
 
 
-def serialize(record: Any) -> tuple[str, str]:
-    """(stored line, content digest): one canonical serialisation (sorted keys) serves both."""
-    line = json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+def json_default(value: Any) -> Any:
+    """JSON for the values databases return: dates as ISO 8601, exact decimals as text, bytes as base64."""
+    import base64
+    import uuid
+    from datetime import date, time
+    from decimal import Decimal
+
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)  # a float would round money
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    return str(value)
+
+
+def serialize(record: Any, *, sort_keys: bool = True) -> tuple[str, str]:
+    """(stored line, content digest): one serialisation serves both.
+
+    Keys are sorted for records whose key order may vary (JSON APIs); database
+    rows keep their column order, which the query fixes, and skip the sort.
+    """
+    line = json.dumps(record, ensure_ascii=False, sort_keys=sort_keys, separators=(",", ":"), default=json_default)
     return line, hashlib.sha256(line.encode()).hexdigest()[:32]
 
 
@@ -79,7 +100,7 @@ def record_key(primary_key: tuple[str, ...], record: Any, digest: str, where: st
         values.append(value)
     if len(values) == 1 and type(values[0]) in (int, str):
         return f"{'i' if type(values[0]) is int else 's'}:{values[0]}"
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=str)
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=json_default)
 
 
 @dataclass
@@ -124,7 +145,7 @@ class RecordSink:
         """What `add` would say, without staging anything (dry runs)."""
         verdicts: dict[str, int] = {}
         for record in records:
-            digest = serialize(record)[1]
+            digest = serialize(record, sort_keys=self.spec.sort_keys)[1]
             verdict = self.index.peek(record_key(self.spec.primary_key, record, digest, where), digest)
             verdicts[verdict] = verdicts.get(verdict, 0) + 1
         return verdicts
@@ -133,8 +154,9 @@ class RecordSink:
         """Classify a batch, write (append) or stage (merge, replace) what must be kept."""
         spec, run = self.spec, self.run
         lines, pairs = [], []
+        sort_keys = spec.sort_keys
         for record in records:
-            line, digest = serialize(record)
+            line, digest = serialize(record, sort_keys=sort_keys)
             lines.append(line)
             pairs.append((record_key(spec.primary_key, record, digest, where), digest))
         verdicts = self.index.classify_many(pairs)
@@ -166,7 +188,8 @@ class RecordSink:
             if self.target.exists():
                 for line in read_lines(self.target):
                     record = json.loads(line)
-                    key = record_key(spec.primary_key, record, serialize(record)[1], "stored dataset")
+                    key = record_key(spec.primary_key, record, serialize(record, sort_keys=spec.sort_keys)[1],
+                                     "stored dataset")
                     staged = index.take_staged(key)
                     writer.write_line(staged if staged is not None else line)
             for line in index.remaining_staged():
@@ -226,7 +249,7 @@ class RecordSink:
                 count = 0
                 for line in read_lines(path):
                     record = json.loads(line)
-                    digest = serialize(record)[1]
+                    digest = serialize(record, sort_keys=spec.sort_keys)[1]
                     self.index.upsert(record_key(spec.primary_key, record, digest, str(rel)), digest)
                     digest_of_file.update(line.encode() + b"\n")
                     count += 1

@@ -25,6 +25,7 @@ class KeyIndex:
             self.db = sqlite3.connect(path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA cache_size=-16384")  # 16 MiB of index pages: big loads touch the disk less
             self.db.executescript("""
                 CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, hash TEXT NOT NULL, run_id TEXT)
                     WITHOUT ROWID;

@@ -1,0 +1,143 @@
+"""`abi tick`: run, once, every source that is due; `--loop` keeps ticking.
+
+One crontab line (`* * * * * ... abi tick`) replaces one line per job. Due
+sources run concurrently, one lane per group of sources that share a host (so a
+slow host never blocks the others and no host gets two jobs at once), each
+under its own source lock (so an overlapping tick never runs a source twice).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from storage.atomic import read_json
+from storage.config import Config, SourceConfig
+from storage.errors import AbiError
+from storage.runs import iso, utcnow
+from storage.schedules import Decision, decide, read_sensor_state, record_sensor, sensor_state_path
+
+
+def _hosts(src: SourceConfig) -> set[str]:
+    if src.kind == "rss":
+        return {urlsplit(f.url).netloc.lower() for f in src.feeds}
+    if src.kind == "api":
+        return {urlsplit(src.api.url).netloc.lower()}
+    if src.kind == "db":
+        return {str(src.db.sqlite_path) if src.db.sqlite_path else urlsplit(src.db.url).netloc.lower()}
+    return {f"folder:{src.files.watch}"}
+
+
+def lanes(sources: list[SourceConfig]) -> list[list[SourceConfig]]:
+    """Group sources that share a host (transitively); groups run in parallel, members one by one."""
+    groups: list[tuple[set[str], list[SourceConfig]]] = []
+    for src in sources:
+        hosts = _hosts(src)
+        merged = [g for g in groups if g[0] & hosts]
+        for g in merged:
+            groups.remove(g)
+            hosts |= g[0]
+        groups.append((hosts, [s for g in merged for s in g[1]] + [src]))
+    return [members for _, members in groups]
+
+
+def run_source(config: Config, src: SourceConfig, command: list[str]) -> dict[str, Any]:
+    """Run one source's job by its kind; returns its run record."""
+    if src.kind == "rss":
+        from collectors.rss import collect_rss as job
+    elif src.kind == "api":
+        from collectors.api import collect_api as job
+    elif src.kind == "db":
+        from collectors.db import collect_db as job
+    else:
+        from collectors.files import collect_files as job
+    return job(config=config, source=src.name, command=command)[0]
+
+
+def tick(*, config: Config, now: datetime | None = None, module: str | None = None,
+         command: list[str] | None = None, max_lanes: int = 8) -> list[dict[str, Any]]:
+    """Decide for every source, check sensors, run what is due; one result row per source."""
+    now = now or utcnow()
+    ds = config.datastore
+    sources = config.select(module=module)
+    rows: dict[str, dict[str, Any]] = {}
+    due: list[SourceConfig] = []
+    for src in sources:
+        summary = read_json(ds.summaries_dir(src.module) / f"{src.name}.json") or {}
+        state = read_sensor_state(ds, src)
+        decision = decide(src, summary, state, now)
+        rows[src.name] = _row(src, decision)
+        if not decision.due:
+            continue
+        if decision.check_sensor:
+            try:
+                from collectors.sensors import sense
+
+                fired, reason, extra = sense(config, src, state)
+            except AbiError as exc:
+                fired, reason, extra = True, f"the sensor failed ({exc}): let the job report it", {}
+            record_sensor(ds, src, now=now, fired=fired, reason=reason)
+            if extra:
+                _remember(ds, src, extra)
+            rows[src.name]["sensor"] = reason
+            if not fired:
+                rows[src.name].update(action="skipped", reason=f"sensor: {reason}")
+                continue
+        due.append(src)
+    cmd = command or ["abi", "tick"]
+
+    def run_lane(lane: list[SourceConfig]) -> None:
+        for src in lane:
+            try:
+                record = run_source(config, src, cmd)
+            except AbiError as exc:  # a config problem of this source (missing secret): the others go on
+                rows[src.name].update(action="error", reason=" ".join(str(exc).split()))
+                continue
+            rows[src.name].update(action="ran", status=record["status"], run_id=record["run_id"],
+                                  summary=_brief(record))
+
+    groups = lanes(due)
+    if groups:
+        with ThreadPoolExecutor(max_workers=min(max_lanes, len(groups)), thread_name_prefix="tick") as pool:
+            list(pool.map(run_lane, groups))
+    return [rows[src.name] for src in sources]
+
+
+def _row(src: SourceConfig, decision: Decision) -> dict[str, Any]:
+    return {"source": src.name, "module": src.module, "kind": src.kind, "due": decision.due,
+            "reason": decision.reason, "action": "wait" if not decision.due else "run",
+            "next_due": iso(decision.next_due) if decision.next_due else None}
+
+
+def _brief(record: dict[str, Any]) -> str:
+    c = record["counts"]
+    return f"{c.get('new', 0)} new" + (f", {c['errors']} errors" if c.get("errors") else "")
+
+
+def _remember(ds, src: SourceConfig, extra: dict[str, Any]) -> None:
+    from storage.atomic import write_json
+
+    state = read_sensor_state(ds, src)
+    state.update(extra)
+    write_json(sensor_state_path(ds, src), state)
+
+
+def tick_loop(*, load: Callable[[], Config], every: float, stop: threading.Event,
+              on_tick: Callable[[list[dict[str, Any]]], None] | None = None, max_ticks: int | None = None) -> int:
+    """Tick every `every` seconds until `stop` is set (running jobs finish first); returns ticks done."""
+    done = 0
+    while not stop.is_set() and (max_ticks is None or done < max_ticks):
+        started = utcnow()
+        rows = tick(config=load(), now=started, command=["abi", "tick", "--loop"])
+        done += 1
+        if on_tick:
+            on_tick(rows)
+        elapsed = (utcnow() - started).total_seconds()
+        stop.wait(max(0.0, every - elapsed))
+    return done
+
+
