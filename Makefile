@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SOURCE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install collect-rss collect-api collect-db collect-files status demo test lint bench clean
+.PHONY: help install collect-rss collect-api collect-db collect-files tick up schedule-install schedule-remove status demo test lint bench clean
 
 help: ## List the targets with a one-line description
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,18 @@ collect-db: $(STAMP) ## Collect the database sources of abi.toml (SOURCE=name fo
 
 collect-files: $(STAMP) ## Process new files of the watched folders in abi.toml (SOURCE=name for one)
 	$(ABI) collect files $(if $(SOURCE),--source $(SOURCE))
+
+tick: $(STAMP) ## Run every source that is due, once (what cron calls every minute)
+	$(ABI) tick
+
+up: $(STAMP) ## Keep ticking in the foreground (Ctrl-C stops after the running jobs)
+	$(ABI) tick --loop
+
+schedule-install: $(STAMP) ## Put one crontab line per source in your crontab (idempotent)
+	$(ABI) schedule --install
+
+schedule-remove: $(STAMP) ## Take the abi lines out of your crontab, leaving the others
+	$(ABI) schedule --remove
 
 status: $(STAMP) ## Show one row per source: last run, status, new items, age, stale mark
 	$(ABI) status

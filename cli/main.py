@@ -181,6 +181,70 @@ def collect_files_cmd(
     raise typer.Exit(_exit_code(records))
 
 
+@app.command("tick")
+def tick_cmd(
+    loop: Annotated[bool, typer.Option("--loop", help="Keep ticking in the foreground until Ctrl-C / SIGTERM "
+                                                      "(running jobs finish first).")] = False,
+    every: Annotated[str, typer.Option(help="With --loop: time between ticks (10s, 1m, ...).")] = "10s",
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only this source.")] = None,
+    module: Annotated[str | None, typer.Option("--module", "-m", help="Only sources of this module.")] = None,
+    now: Annotated[str | None, typer.Option(hidden=True, help="Pretend it is this UTC time (tests).")] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run, once, every source that is due: never run, its schedule slot or interval passed, or its
+    sensor fired. Put `* * * * * ... abi tick` in cron instead of one line per job.
+    """
+    from cli import render
+    from collectors.scheduler import tick, tick_loop
+    from storage.config import load_config, parse_interval
+
+    cfg = _guard(lambda: load_config(config))
+    if source is not None:
+        _guard(lambda: cfg.select(source=source))
+    when = None
+    if now is not None:
+        from datetime import UTC, datetime
+
+        when = datetime.fromisoformat(now.replace("Z", "+00:00")).astimezone(UTC)
+    if not loop:
+        rows = _guard(lambda: tick(config=cfg, now=when, module=module, source=source, command=sys.argv[:]))
+        render.tick(rows, as_json=json_out)
+        raise typer.Exit(1 if any(r.get("status") in ("failed", "partial") or r.get("action") == "error"
+                                  for r in rows) else 0)
+    import signal
+
+    period = _guard(lambda: parse_interval(every, "--every"))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    done = _guard(lambda: tick_loop(load=lambda: load_config(config), every=period, stop=stop,
+                                    on_tick=lambda rows: render.tick(rows, as_json=json_out, quiet_idle=True)))
+    typer.echo(f"stopped after {done} tick(s)", err=True)
+
+
+@app.command("schedule")
+def schedule_cmd(
+    crontab: Annotated[bool, typer.Option("--crontab", help="Print per-source crontab lines.")] = False,
+    install: Annotated[bool, typer.Option("--install", help="Put them in your crontab (idempotent).")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="Take them out of your crontab.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Per-source crontab lines generated from the configuration, for those who prefer them to `abi tick`."""
+    from collectors import crontab as cron
+    from storage.config import load_config
+
+    cfg = _guard(lambda: load_config(config))
+    home = Path.cwd()
+    if install or remove:
+        _guard(lambda: cron.install(cfg, home=home, remove=remove))
+        typer.echo("removed the abi lines from your crontab" if remove else "installed the abi lines in your crontab")
+        return
+    typer.echo(cron.crontab_block(cfg, home=home), nl=False)
+    if not crontab:
+        typer.echo("(print only: --install puts these lines in your crontab)", err=True)
+
+
 @app.command("status")
 def status_cmd(
     module: Annotated[str | None, typer.Option("--module", "-m", help="Only sources of this module.")] = None,

@@ -131,6 +131,25 @@ def serving(result: dict[str, Any]) -> None:
         f"  ABI_SAMPLE_API_TOKEN=demo-token make collect-api SOURCE=sample_api", markup=False)
 
 
+def tick(rows: list[dict[str, Any]], *, as_json: bool, quiet_idle: bool = False) -> None:
+    if as_json:
+        print_json(rows)
+        return
+    ran = [r for r in rows if r["action"] != "wait"]
+    if quiet_idle and not ran:
+        return
+    out = _console()
+    stamp = datetime.now().astimezone().strftime("%H:%M:%S")
+    if not ran:
+        out.print(f"{stamp} nothing due ({len(rows)} sources)", markup=False)
+    for row in ran:
+        if row["action"] == "ran":
+            text = f"{row['source']}: ran ({row['reason']}): {row['status']}, {row['summary']} (run {row['run_id']})"
+        else:
+            text = f"{row['source']}: {row['action']}: {row['reason']}"
+        out.print(f"{stamp} {text}", style=_STYLE.get(row.get("status") or row["action"]), markup=False)
+
+
 def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     if as_json:
         print_json(rows)
@@ -138,7 +157,7 @@ def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("SOURCE", "MODULE", "KIND", "LAST RUN", "STATUS", "NEW", "AGE", "FAILS", "NOTE"):
+    for col in ("SOURCE", "MODULE", "KIND", "LAST RUN", "STATUS", "NEW", "AGE", "FAILS", "NEXT", "NOTE"):
         table.add_column(col)
     for row in rows:
         when = row["last_run_at"]
@@ -146,9 +165,13 @@ def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
         note = "STALE" if row["stale"] else ""
         if row["last_status"] in ("failed", "partial", "skipped") and row["last_reason"]:
             note = (note + " " + row["last_reason"]).strip()
+        if row.get("sensor_skip_reason"):
+            note = (note + " sensor: " + row["sensor_skip_reason"]).strip()
+        nxt = row.get("next_due") or "-"
+        nxt = nxt if nxt in ("now", "-") else nxt[11:16] + "Z"
         table.add_row(row["source"], row["module"], row["kind"], when, row["last_status"],
                       "-" if row["new_items"] is None else str(row["new_items"]), human_age(row["age_s"]),
-                      str(row["consecutive_failures"]), note[:70], style=_STYLE.get(row["last_status"]))
+                      str(row["consecutive_failures"]), nxt, note[:70], style=_STYLE.get(row["last_status"]))
     _console().print(table)
 
 

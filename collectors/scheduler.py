@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from storage import runs
 from storage.atomic import read_json
 from storage.config import Config, SourceConfig
 from storage.errors import AbiError
-from storage.runs import iso, utcnow
+from storage.runs import iso
 from storage.schedules import Decision, decide, read_sensor_state, record_sensor, sensor_state_path
 
 
@@ -58,12 +59,12 @@ def run_source(config: Config, src: SourceConfig, command: list[str]) -> dict[st
     return job(config=config, source=src.name, command=command)[0]
 
 
-def tick(*, config: Config, now: datetime | None = None, module: str | None = None,
+def tick(*, config: Config, now: datetime | None = None, module: str | None = None, source: str | None = None,
          command: list[str] | None = None, max_lanes: int = 8) -> list[dict[str, Any]]:
     """Decide for every source, check sensors, run what is due; one result row per source."""
-    now = now or utcnow()
+    now = now or runs.utcnow()
     ds = config.datastore
-    sources = config.select(module=module)
+    sources = config.select(module=module, source=source)
     rows: dict[str, dict[str, Any]] = {}
     due: list[SourceConfig] = []
     for src in sources:
@@ -131,12 +132,12 @@ def tick_loop(*, load: Callable[[], Config], every: float, stop: threading.Event
     """Tick every `every` seconds until `stop` is set (running jobs finish first); returns ticks done."""
     done = 0
     while not stop.is_set() and (max_ticks is None or done < max_ticks):
-        started = utcnow()
+        started = runs.utcnow()
         rows = tick(config=load(), now=started, command=["abi", "tick", "--loop"])
         done += 1
         if on_tick:
             on_tick(rows)
-        elapsed = (utcnow() - started).total_seconds()
+        elapsed = (runs.utcnow() - started).total_seconds()
         stop.wait(max(0.0, every - elapsed))
     return done
 

@@ -50,7 +50,7 @@ class Run:
     source: str
     kind: str
     command: list[str]
-    started: datetime = field(default_factory=utcnow)
+    started: datetime = field(default_factory=lambda: utcnow())  # looked up at call time: tests move the clock
     run_id: str = ""
     status: str = "success"
     reason: str | None = None

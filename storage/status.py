@@ -12,12 +12,20 @@ from typing import Any
 from storage.atomic import read_json
 from storage.config import Config
 from storage.runs import utcnow
+from storage.schedules import decide, read_sensor_state
 
 STALE_FACTOR = 2
 
 
 def _parse(ts: str | None) -> datetime | None:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
+
+
+def _next_due(src, summary: dict[str, Any], ds, now: datetime) -> str | None:
+    decision = decide(src, summary, read_sensor_state(ds, src), now)
+    if decision.due:
+        return "now"
+    return decision.next_due.strftime("%Y-%m-%dT%H:%M:%SZ") if decision.next_due else None
 
 
 def source_status(*, config: Config, module: str | None = None, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -50,5 +58,7 @@ def source_status(*, config: Config, module: str | None = None, now: datetime | 
             "age_s": age_s,
             "stale": stale,
             "consecutive_failures": summary.get("consecutive_failures", 0),
+            "next_due": _next_due(src, summary, ds, now),
+            "sensor_skip_reason": read_sensor_state(ds, src).get("last_skip_reason") if src.sensor else None,
         })
     return rows

@@ -33,7 +33,7 @@ def test_status_after_runs_shows_last_run_new_items_and_failures(env: Env) -> No
     assert row["last_status"] == "partial" and row["consecutive_failures"] == 2
     assert "1 of 3 feeds failed" in row["last_reason"]
     table = env.abi("status").stdout
-    assert re.search(r"news\s+abi\s+rss\s+\S+ \S+\s+partial\s+0\s+\S+\s+2\s+1 of 3 feeds failed", table), table
+    assert re.search(r"news\s+abi\s+rss\s+\S+ \S+\s+partial\s+0\s+\S+\s+2\s+\S+\s+1 of 3 feeds failed", table), table
 
 
 def test_stale_when_last_success_is_older_than_twice_the_interval(env: Env) -> None:
