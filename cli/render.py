@@ -63,12 +63,12 @@ def summary_line(record: dict[str, Any]) -> str:
     if record["status"] == "skipped":
         return f"{record['source']}: skipped: {record['reason']}"
     if record["kind"] == "files":
-        parts = [f"{c.get('files', 0)} files", f"{c.get('new', 0)} new", f"{c.get('changed', 0)} changed",
-                 f"{c.get('unchanged', 0)} unchanged", f"{c.get('waiting', 0)} waiting"]
+        parts = [f"{c.get('files', 0)} files", f"{c.get('new_files', 0)} new", f"{c.get('changed_files', 0)} changed",
+                 f"{c.get('unchanged_files', 0)} unchanged", f"{c.get('waiting', 0)} waiting"]
         if c.get("quarantined"):
             parts.append(f"{c['quarantined']} quarantined")
         if c.get("records"):
-            parts.append(f"{c['records']} records")
+            parts.append(f"{c['records']} records ({c.get('new', 0)} new, {c.get('updated', 0)} updated)")
         return (f"{record['source']}: {record['status']}: {', '.join(parts)} in {record['duration_s']:.2f}s "
                 f"(run {record['run_id']})")
     if record["kind"] in ("api", "db"):

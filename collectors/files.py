@@ -93,7 +93,7 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, progress: Pro
     state = load_state(ds, src.module, src.name)
     seen: dict[str, dict[str, Any]] = state.setdefault("files", {})
     out_folder = ds.data_dir(src.module, src.name, src.path)
-    for key in ("files", "new", "changed", "unchanged", "waiting", "processed", "quarantined"):
+    for key in ("files", "new_files", "changed_files", "unchanged_files", "waiting", "processed", "quarantined"):
         run.counts.setdefault(key, 0)
     now = time.time()
     first_look: dict[Path, tuple[int, int]] = {}
@@ -104,7 +104,7 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, progress: Pro
         rel = path.relative_to(fc.watch).as_posix()
         prev = seen.get(rel)
         if prev and prev["size"] == st.st_size and prev["mtime_ns"] == st.st_mtime_ns:
-            run.count("unchanged")
+            run.count("unchanged_files")
             if fc.on_success != "keep":
                 pending_actions.append(path)  # processed before, but its delete/move did not happen
             continue
@@ -139,7 +139,7 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, progress: Pro
                     discard(staged.pop())
                 run.count("waiting")
                 continue
-            run.count("changed" if key in seen else "new")
+            run.count("changed_files" if key in seen else "new_files")
             done[key] = {**entry, "size": first_look[path][0], "mtime_ns": first_look[path][1],
                          "run_id": run.run_id, "processed_at": iso(utcnow())}
             if progress and n % 100 == 0:
@@ -161,6 +161,8 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, progress: Pro
         _quarantine(ds, src, run, path, error)
     seen.update(done)
     run.count("processed", len(done))
+    if sink is None:  # copies: what `abi status` shows as new items
+        run.counts["new"] = len(done)
     save_state(ds, src.module, src.name, state)
     if sink is not None:
         sink.finish()

@@ -49,12 +49,13 @@ def test_each_file_is_copied_once_with_a_sidecar(tmp_path) -> None:
     env.drop("ignore.csv", "x")
     env.drop(".partial.txt", "uploader temp file")
     code, record = env.collect()
-    assert code == 0 and record["counts"]["new"] == 2 and record["counts"]["files"] == 2
+    assert code == 0 and record["counts"]["new_files"] == 2 and record["counts"]["files"] == 2
     assert (env.out / "a.txt").read_text() == "alpha"
     meta = json.loads((env.out / "a.txt.meta.json").read_text())
     assert meta["sha256"].startswith("8ed3f6ad") and meta["size"] == 5 and meta["run_id"] == record["run_id"]
     code, record = env.collect()
-    assert record["counts"]["unchanged"] == 2 and record["counts"]["processed"] == 0 and record["files_written"] == []
+    assert record["counts"]["unchanged_files"] == 2 and record["counts"]["processed"] == 0
+    assert record["files_written"] == []
 
 
 def test_a_rewritten_file_is_processed_again(tmp_path) -> None:
@@ -63,7 +64,7 @@ def test_a_rewritten_file_is_processed_again(tmp_path) -> None:
     env.collect()
     env.drop("data.bin", "version 2", age=30)
     _code, record = env.collect()
-    assert record["counts"]["changed"] == 1 and (env.out / "data.bin").read_text() == "version 2"
+    assert record["counts"]["changed_files"] == 1 and (env.out / "data.bin").read_text() == "version 2"
 
 
 def test_a_file_still_being_written_waits_for_the_next_run(tmp_path) -> None:
@@ -71,12 +72,12 @@ def test_a_file_still_being_written_waits_for_the_next_run(tmp_path) -> None:
     env.drop("done.txt", "ready")
     env.drop("young.txt", "just arrived", age=0)
     code, record = env.collect()
-    assert record["counts"]["new"] == 1 and record["counts"]["waiting"] == 1
+    assert record["counts"]["new_files"] == 1 and record["counts"]["waiting"] == 1
     assert not (env.out / "young.txt").exists()
     past = time.time() - 10
     os.utime(env.inbox / "young.txt", (past, past))
     _code, record = env.collect()
-    assert record["counts"]["new"] == 1 and (env.out / "young.txt").exists()
+    assert record["counts"]["new_files"] == 1 and (env.out / "young.txt").exists()
 
 
 def test_files_appearing_during_a_run_are_taken_next_time(tmp_path) -> None:
@@ -117,7 +118,7 @@ def test_parsed_csv_and_json_become_records_and_a_corrupt_file_is_quarantined(tm
     error = json.loads((quarantine / "broken.csv.meta.json").read_text())["error"]
     assert "line 2 has a different number of fields" in error
     code, record = env.collect()
-    assert code == 0 and record["counts"]["unchanged"] == 2
+    assert code == 0 and record["counts"]["unchanged_files"] == 2
 
 
 def test_json_lines_with_a_bad_line_is_quarantined_whole(tmp_path) -> None:
@@ -154,10 +155,10 @@ def test_ten_thousand_files_are_processed_once(tmp_path) -> None:
         path.write_text(str(i))
         os.utime(path, (past, past))
     code, record = env.collect()
-    assert code == 0 and record["counts"]["new"] == 10_000
+    assert code == 0 and record["counts"]["new_files"] == 10_000 and record["counts"]["new"] == 10_000
     assert len(list(env.out.glob("*.txt"))) == 10_000
     code, record = env.collect()
-    assert record["counts"]["unchanged"] == 10_000 and record["counts"]["processed"] == 0
+    assert record["counts"]["unchanged_files"] == 10_000 and record["counts"]["processed"] == 0
 
 
 def test_a_missing_folder_is_a_clear_failure(tmp_path) -> None:
