@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from storage.config import Config, SourceConfig
@@ -38,13 +39,14 @@ def crontab_block(config: Config, *, home: Path) -> str:
     """The marker-delimited block of cron lines, one job per source (times in UTC)."""
     ds = config.datastore.root
     log = ds / "logs" / "cron.log"
+    abi = shlex.quote(str(Path(sys.executable).parent / "abi"))  # this installation's console script
     lines = [BEGIN, "# Times are UTC: run cron in UTC (CRON_TZ=UTC where your cron supports it)."]
     for src in config.sources.values():
         lock = ds / "locks" / f"cron-{src.name}.lock"
         if src.sensor is not None and not src.schedule and not src.interval_s:
-            job = f".venv/bin/abi tick --source {shlex.quote(src.name)}"
+            job = f"{abi} tick --source {shlex.quote(src.name)}"
         else:
-            job = f".venv/bin/abi collect {src.kind} --source {shlex.quote(src.name)}"
+            job = f"{abi} collect {src.kind} --source {shlex.quote(src.name)}"
         job += f" --config {shlex.quote(str(config.path.absolute()))}"
         for fields, sleep in _times(src):
             prefix = f"sleep {sleep}; " if sleep else ""

@@ -244,7 +244,7 @@ def _quarantine(ds: Datastore, src: SourceConfig, run: Run, path: Path, error: s
     write_json(sidecar_path(moved), {"run_id": run.run_id, "source": src.name, "original": str(path),
                                      "error": error, "quarantined_at": iso(utcnow())})
     run.count("quarantined")
-    run.warnings.append(f"quarantined {path.name}: {error}")
+    run.warnings.append(f"quarantined: {error}")
     run.items.append({"file": str(path.relative_to(src.files.watch)), "status": "quarantined", "error": error,
                       "moved_to": ds.relative(moved)})
 
