@@ -101,7 +101,7 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, password: str
         published = sink.publish()
         sink.commit()
         after = before
-        if db.cursor and last is not None:
+        if db.cursor and last is not None and last[db.cursor] is not None:
             candidate = {"cursor": last[db.cursor], "key": [last[k] for k in db.primary_key]}
             try:
                 moved = before is None or full_refresh or _pair(candidate) > _pair(before)
@@ -123,30 +123,43 @@ def _pair(mark: dict[str, Any]) -> tuple[Any, ...]:
     return (mark["cursor"], *mark["key"])
 
 
-def build_query(db: DbConfig, mark: dict[str, Any] | None) -> tuple[str, list[Any]]:
-    """The configured SELECT wrapped with the watermark condition and the (cursor, key) order."""
+def build_query(db: DbConfig, mark: dict[str, Any] | None, *, strict: bool = False) -> tuple[str, list[Any]]:
+    """The configured SELECT wrapped with the watermark condition and the (cursor, key) order.
+
+    `strict` ignores the lookback (the rows sensor asks only "anything after the watermark?").
+    Column names are quoted (reserved words, mixed case); the query sits on lines of its own so
+    that a trailing `-- comment` in it cannot swallow the wrapper.
+    """
     ph = "?" if db.dialect == "sqlite" else "%s"
     inner = db.query if db.dialect == "sqlite" else db.query.replace("%", "%%")
-    sql = f"SELECT * FROM ({inner}) AS abi_src"
+    sql = f"SELECT * FROM (\n{inner}\n) AS abi_src"
     params: list[Any] = []
+    q = _quote
     if db.cursor:
+        cursor = q(db.cursor)
+        where = [f"{cursor} IS NOT NULL"]  # a NULL would become a watermark nothing ever comes after
         start = mark["cursor"] if mark else db.initial
-        if mark and db.lookback is not None:
-            sql += f" WHERE {db.cursor} >= {ph}"
+        if mark and db.lookback is not None and not strict:
+            where.append(f"{cursor} >= {ph}")
             params.append(_minus(mark["cursor"], db.lookback))
         elif mark:
             # `cursor >= x AND (...)` lets the engine seek in an index on (cursor, key) instead of scanning it
-            columns = [db.cursor, *db.primary_key]
+            columns = [cursor, *map(q, db.primary_key)]
             values = [mark["cursor"], *mark["key"]]
-            sql += f" WHERE {db.cursor} >= {ph} AND " + _after(columns, ph)
+            where.append(f"{cursor} >= {ph} AND " + _after(columns, ph))
             params += [mark["cursor"], *_after_params(values)]
         elif start is not None:
-            sql += f" WHERE {db.cursor} >= {ph}"
+            where.append(f"{cursor} >= {ph}")
             params.append(start)
-        sql += " ORDER BY " + ", ".join([db.cursor, *db.primary_key])
+        sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY " + ", ".join([cursor, *map(q, db.primary_key)])
     elif db.primary_key:
-        sql += " ORDER BY " + ", ".join(db.primary_key)
+        sql += " ORDER BY " + ", ".join(map(q, db.primary_key))
     return sql, params
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _after(columns: list[str], ph: str) -> str:
@@ -163,13 +176,20 @@ def _after_params(values: list[Any]) -> list[Any]:
 
 
 def _minus(value: Any, lookback: timedelta | int) -> Any:
-    if isinstance(lookback, int):
-        return value - lookback
-    if isinstance(value, datetime):
+    """The watermark moved back by the lookback, in the watermark's own type and text format."""
+    if isinstance(lookback, int) != isinstance(value, (int, float)) or isinstance(value, bool):
+        raise DbError(f"lookback {lookback!r} does not fit a cursor value like {value!r}: use a number of "
+                      "units for a numeric cursor, a time such as 10m for a timestamp")
+    if isinstance(lookback, int) or isinstance(value, (datetime, date)):
         return value - lookback
     text = str(value)
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise DbError(f"lookback needs a timestamp cursor, got {text!r}") from None
     moved = parsed - lookback
+    if len(text) == 10:  # a date: stay a date, or text comparison would put it after the boundary day
+        return moved.date().isoformat()
     out = moved.isoformat(sep="T" if "T" in text else " ")
     if text.endswith("Z"):
         out = out.replace("+00:00", "Z")
@@ -267,7 +287,7 @@ def rows_pending(ds: Datastore, src: SourceConfig) -> bool:
     """Is there at least one row after the watermark (the rows sensor)? One LIMIT 1 query."""
     db = src.db
     state = load_state(ds, src.module, src.name)
-    sql, params = build_query(db, _restore(state.get("watermark")))
+    sql, params = build_query(db, _restore(state.get("watermark")), strict=True)
     probe = f"SELECT 1 AS pending FROM ({sql}) AS abi_probe LIMIT 1"
     password = _password(src)
     try:

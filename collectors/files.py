@@ -24,7 +24,7 @@ from typing import Any
 
 from storage.atomic import dumps, write_json, write_many
 from storage.config import Config, SourceConfig
-from storage.datasets import DatasetSpec, RecordSink, batched
+from storage.datasets import DatasetSpec, RecordError, RecordSink, batched, record_key
 from storage.errors import AbiError, UsageError
 from storage.files import StagedCopy, discard, move_file, publish_copies, stage_copy
 from storage.jobs import run_job
@@ -72,11 +72,15 @@ def _candidates(src: SourceConfig) -> list[Path]:
     skip = fc.move_to.resolve() if fc.move_to else None
     out: list[tuple[int, Path]] = []
     for path in found:
-        if not path.is_file() or any(part.startswith(".") for part in path.relative_to(fc.watch).parts):
+        if any(part.startswith(".") for part in path.relative_to(fc.watch).parts):
             continue  # hidden files: editors' and uploaders' temp files
+        if path.is_symlink() or not path.is_file() or path.name.endswith(".meta.json"):
+            continue  # links may point anywhere; *.meta.json is the name of our own sidecars
         if skip is not None and skip in path.resolve().parents:
             continue
-        out.append((path.stat().st_mtime_ns, path))
+        look = _look(path)
+        if look is not None:  # gone since the listing: nothing to do
+            out.append((look[1], path))
     return [path for _, path in sorted(out)]  # oldest first: the last dropped wins a merge
 
 
@@ -96,22 +100,24 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, progress: Pro
     for key in ("files", "new_files", "changed_files", "unchanged_files", "waiting", "processed", "quarantined"):
         run.counts.setdefault(key, 0)
     now = time.time()
-    first_look: dict[Path, tuple[int, int]] = {}
+    first_look: dict[Path, tuple[int, int, int, int]] = {}
     pending_actions: list[Path] = []
     for path in _candidates(src):
         run.count("files")
-        st = path.stat()
+        look = _look(path)
+        if look is None:
+            continue
         rel = path.relative_to(fc.watch).as_posix()
         prev = seen.get(rel)
-        if prev and prev["size"] == st.st_size and prev["mtime_ns"] == st.st_mtime_ns:
+        if prev and _same(prev, look, path):
             run.count("unchanged_files")
             if fc.on_success != "keep":
                 pending_actions.append(path)  # processed before, but its delete/move did not happen
             continue
-        if now - st.st_mtime < fc.settle_seconds:
+        if now - look[1] / 1e9 < fc.settle_seconds:
             run.count("waiting")
             continue
-        first_look[path] = (st.st_size, st.st_mtime_ns)
+        first_look[path] = look
     todo = [p for p, look in first_look.items() if _look(p) == look]  # a second look: still being written?
     run.count("waiting", len(first_look) - len(todo))
 
@@ -130,17 +136,24 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, progress: Pro
             rel = path.relative_to(fc.watch)
             key = rel.as_posix()
             try:
-                entry = _process(path, rel, out_folder, fc.process, sink, staged)
+                entry, records = _process(path, rel, out_folder, fc, staged)
             except ParseError as exc:
                 quarantined.append((path, str(exc)))
+                continue
+            except OSError as exc:  # unreadable (permissions) or gone: this file only
+                run.warnings.append(f"{key}: cannot read it ({exc.strerror or exc}); it is tried again next run")
                 continue
             if entry is None or _look(path) != first_look[path]:  # changed while we read it: next run
                 if staged and staged[-1].source == path:
                     discard(staged.pop())
                 run.count("waiting")
                 continue
+            if records:
+                for batch in batched(records, 1000):
+                    sink.add(list(batch), key)
             run.count("changed_files" if key in seen else "new_files")
-            done[key] = {**entry, "size": first_look[path][0], "mtime_ns": first_look[path][1],
+            size, mtime_ns, ino, ctime_ns = first_look[path]
+            done[key] = {**entry, "size": size, "mtime_ns": mtime_ns, "ino": ino, "ctime_ns": ctime_ns,
                          "run_id": run.run_id, "processed_at": iso(utcnow())}
             if progress and n % 100 == 0:
                 progress(f"{n} files", {"status": f"{len(done)} processed"})
@@ -173,29 +186,58 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, progress: Pro
         run.reason = f"{len(quarantined)} file(s) quarantined"
 
 
-def _look(path: Path) -> tuple[int, int] | None:
+def _look(path: Path) -> tuple[int, int, int, int] | None:
+    """(size, mtime, inode, ctime): a copy with a preserved mtime (cp -p, rsync -a) still changes inode/ctime."""
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
-def _process(path: Path, rel: Path, out_folder: Path, process: str, sink: RecordSink | None,
-             staged: list[StagedCopy]) -> dict[str, Any] | None:
-    """Copy or parse one file; None when it vanished meanwhile."""
+def _same(prev: dict[str, Any], look: tuple[int, int, int, int], path: Path) -> bool:
+    """Unchanged since it was processed? Stats first; when only inode or ctime moved, the content decides."""
+    size, mtime_ns, ino, ctime_ns = look
+    if prev["size"] != size or prev["mtime_ns"] != mtime_ns:
+        return False
+    if prev.get("ino") == ino and prev.get("ctime_ns") == ctime_ns:
+        return True
     try:
-        if process == "copy":
+        same = _sha256(path) == prev.get("sha256")
+    except OSError:
+        return False
+    if same:  # renamed in place, chmod-ed, or copied back unchanged: remember the new stats
+        prev.update(ino=ino, ctime_ns=ctime_ns)
+    return same
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _process(path: Path, rel: Path, out_folder: Path, fc: Any,
+             staged: list[StagedCopy]) -> tuple[dict[str, Any] | None, list[Any]]:
+    """Stage the copy, or parse and check the records (stored by the caller after a last look)."""
+    try:
+        if fc.process == "copy":
             item = stage_copy(path, out_folder / _target_name(rel))
             staged.append(item)
-            return {"sha256": item.sha256, "copy": str(_target_name(rel))}
+            return {"sha256": item.sha256, "copy": str(_target_name(rel))}, []
         data = path.read_bytes()
     except FileNotFoundError:
-        return None
-    records = _parse(data, process, rel)
-    for batch in batched(records, 1000):
-        sink.add(list(batch), str(rel))
-    return {"sha256": hashlib.sha256(data).hexdigest(), "records": len(records)}
+        return None, []
+    records = _parse(data, fc.process, rel)
+    if fc.primary_key:
+        try:
+            for record in records:
+                record_key(fc.primary_key, record, "", str(rel))
+        except RecordError as exc:
+            raise ParseError(str(exc)) from None
+    return {"sha256": hashlib.sha256(data).hexdigest(), "records": len(records)}, records
 
 
 def _parse(data: bytes, process: str, rel: Path) -> list[Any]:
@@ -268,10 +310,12 @@ def pending_files(ds: Datastore, src: SourceConfig, now: float | None = None) ->
     now = time.time() if now is None else now
     count = 0
     for path in _candidates(src):
-        st = path.stat()
-        prev = seen.get(path.relative_to(fc.watch).as_posix())
-        if prev and prev["size"] == st.st_size and prev["mtime_ns"] == st.st_mtime_ns:
+        look = _look(path)
+        if look is None:
             continue
-        if now - st.st_mtime >= fc.settle_seconds:
+        prev = seen.get(path.relative_to(fc.watch).as_posix())
+        if prev and _same(dict(prev), look, path):
+            continue
+        if now - look[1] / 1e9 >= fc.settle_seconds:
             count += 1
     return count

@@ -60,7 +60,8 @@ def run_source(config: Config, src: SourceConfig, command: list[str]) -> dict[st
 
 
 def tick(*, config: Config, now: datetime | None = None, module: str | None = None, source: str | None = None,
-         command: list[str] | None = None, max_lanes: int = 8) -> list[dict[str, Any]]:
+         command: list[str] | None = None, max_lanes: int = 8,
+         stop: threading.Event | None = None) -> list[dict[str, Any]]:
     """Decide for every source, check sensors, run what is due; one result row per source."""
     now = now or runs.utcnow()
     ds = config.datastore
@@ -79,8 +80,9 @@ def tick(*, config: Config, now: datetime | None = None, module: str | None = No
                 from collectors.sensors import sense
 
                 fired, reason, extra = sense(config, src, state)
-            except AbiError as exc:
-                fired, reason, extra = True, f"the sensor failed ({exc}): let the job report it", {}
+            except Exception as exc:  # a broken sensor must not stop the other sources: run the job, it reports
+                detail = " ".join(str(exc).split()) or type(exc).__name__
+                fired, reason, extra = True, f"the sensor failed ({detail}): running the job to report it", {}
             record_sensor(ds, src, now=now, fired=fired, reason=reason)
             if extra:
                 _remember(ds, src, extra)
@@ -93,10 +95,14 @@ def tick(*, config: Config, now: datetime | None = None, module: str | None = No
 
     def run_lane(lane: list[SourceConfig]) -> None:
         for src in lane:
+            if stop is not None and stop.is_set():
+                rows[src.name].update(action="wait", reason="stopping: left for the next tick")
+                continue
             try:
                 record = run_source(config, src, cmd)
-            except AbiError as exc:  # a config problem of this source (missing secret): the others go on
-                rows[src.name].update(action="error", reason=" ".join(str(exc).split()))
+            except Exception as exc:  # this source's problem (a missing secret, a bug): the others go on
+                prefix = "" if isinstance(exc, AbiError) else f"unexpected {type(exc).__name__}: "
+                rows[src.name].update(action="error", reason=prefix + " ".join(str(exc).split()))
                 continue
             rows[src.name].update(action="ran", status=record["status"], run_id=record["run_id"],
                                   summary=_brief(record))
@@ -133,7 +139,7 @@ def tick_loop(*, load: Callable[[], Config], every: float, stop: threading.Event
     done = 0
     while not stop.is_set() and (max_ticks is None or done < max_ticks):
         started = runs.utcnow()
-        rows = tick(config=load(), now=started, command=["abi", "tick", "--loop"])
+        rows = tick(config=load(), now=started, command=["abi", "tick", "--loop"], stop=stop)
         done += 1
         if on_tick:
             on_tick(rows)

@@ -97,6 +97,8 @@ def record_key(primary_key: tuple[str, ...], record: Any, digest: str, where: st
         if value is None:
             raise RecordError(f"{where}: a record has no {name!r} (the primary_key); "
                               f"its fields: {', '.join(sorted(record)[:10])}")
+        if not isinstance(value, (str, int, float, bool)):
+            value = json_default(value)  # a uuid, date or decimal keys the same as when read back from JSON
         values.append(value)
     if len(values) == 1 and type(values[0]) in (int, str):
         return f"{'i' if type(values[0]) is int else 's'}:{values[0]}"

@@ -46,6 +46,17 @@ def next_slot(schedule: str, now: datetime) -> datetime:
 
 
 def decide(src: SourceConfig, summary: dict[str, Any], sensor_state: dict[str, Any], now: datetime) -> Decision:
+    decision = _decide(src, summary, now)
+    if decision.check_sensor:  # a sensor is checked at most every minimum_interval, whatever made the source due
+        checked = parse_time(sensor_state.get("last_check_at"))
+        wait = src.sensor.minimum_interval_s
+        if checked is not None and (now - checked).total_seconds() < wait:
+            return Decision(src.name, False, f"sensor checked {int((now - checked).total_seconds())}s ago "
+                            f"(minimum_interval {wait}s)", next_due=checked + timedelta(seconds=wait))
+    return decision
+
+
+def _decide(src: SourceConfig, summary: dict[str, Any], now: datetime) -> Decision:
     last = parse_time((summary.get("last_attempt") or {}).get("started_at"))
     if last is None:
         return Decision(src.name, True, "never run")
@@ -65,11 +76,6 @@ def decide(src: SourceConfig, summary: dict[str, Any], sensor_state: dict[str, A
     else:
         return Decision(src.name, False, "no schedule, interval or sensor: run it by hand")
     if src.sensor is not None and src.schedule is None and src.interval_s is None:
-        checked = parse_time(sensor_state.get("last_check_at"))
-        wait = src.sensor.minimum_interval_s
-        if checked is not None and (now - checked).total_seconds() < wait:
-            return Decision(src.name, False, f"sensor checked {int((now - checked).total_seconds())}s ago "
-                            f"(minimum_interval {wait}s)", next_due=checked + timedelta(seconds=wait))
         return Decision(src.name, True, "sensor check", check_sensor=True)
     return Decision(src.name, False, "not due yet", next_due=due_next)
 

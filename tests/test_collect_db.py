@@ -156,3 +156,53 @@ def test_kill_9_then_a_normal_run_loses_and_duplicates_nothing(tmp_path) -> None
     ids = [r["id"] for r in env.stored()]
     assert len(ids) == len(set(ids)) == 150_000
     assert not [p for p in env.data_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_rows_with_a_null_cursor_are_left_out_and_never_become_the_watermark(tmp_path) -> None:
+    env = DbEnv(tmp_path)
+    with sqlite3.connect(env.db) as conn:
+        conn.execute("CREATE TABLE e2 (id INTEGER PRIMARY KEY, payload TEXT, updated_at TEXT)")
+        conn.executemany("INSERT INTO e2 VALUES (?, ?, ?)", [(1, "a", _ts(1)), (2, "b", None)])
+    env.config.write_text(env.config.read_text().replace("FROM events", "FROM e2"))
+    code, record, _ = env.collect()
+    assert code == 0 and record["counts"]["records"] == 1
+    assert record["details"]["watermark_after"]["cursor"] == _ts(1)
+    with sqlite3.connect(env.db) as conn:
+        conn.execute("INSERT INTO e2 VALUES (3, 'c', ?)", (_ts(2),))
+    code, record, _ = env.collect()
+    assert record["counts"]["new"] == 1
+
+
+def test_reserved_and_mixed_case_column_names_and_a_trailing_comment(tmp_path) -> None:
+    env = DbEnv(tmp_path)
+    with sqlite3.connect(env.db) as conn:
+        conn.execute('CREATE TABLE t2 ("order" INTEGER PRIMARY KEY, "updatedAt" TEXT)')
+        conn.executemany("INSERT INTO t2 VALUES (?, ?)", [(1, _ts(1)), (2, _ts(2))])
+    env.config.write_text(env.config.read_text()
+                          .replace('query = "SELECT id, payload, updated_at FROM events"',
+                                   "query = 'SELECT \"order\", \"updatedAt\" FROM t2 -- every order'")
+                          .replace('cursor = "updated_at"', 'cursor = "updatedAt"')
+                          .replace('primary_key = "id"', 'primary_key = "order"'))
+    code, record, err = env.collect()
+    assert code == 0, record
+    assert record["counts"]["new"] == 2
+
+
+def test_a_date_only_cursor_with_a_lookback_keeps_the_boundary_day(tmp_path) -> None:
+    env = DbEnv(tmp_path, extra='lookback = "1d"')
+    env.insert([(1, "a", "2024-01-04"), (2, "b", "2024-01-05")])
+    env.collect()
+    env.insert([(3, "late", "2024-01-04")])
+    code, record, _ = env.collect()
+    assert record["counts"]["new"] == 1
+
+
+def test_a_time_lookback_on_a_numeric_cursor_is_a_clear_error(tmp_path) -> None:
+    env = DbEnv(tmp_path, extra='lookback = "1h"')
+    with sqlite3.connect(env.db) as conn:
+        conn.execute("CREATE TABLE n (id INTEGER PRIMARY KEY, payload TEXT, updated_at INTEGER)")
+        conn.execute("INSERT INTO n VALUES (1, 'a', 100)")
+    env.config.write_text(env.config.read_text().replace("FROM events", "FROM n"))
+    env.collect()
+    code, record, _ = env.collect()
+    assert code == 1 and "lookback" in record["error"]["message"] and "numeric cursor" in record["error"]["message"]

@@ -167,3 +167,39 @@ def test_a_missing_folder_is_a_clear_failure(tmp_path) -> None:
     result = run_cli("collect", "files", "--config", str(env.config))
     assert result.exit_code == 1
     assert "error: drop: the watched folder" in result.stderr and "does not exist" in result.stderr
+
+
+def test_a_replaced_file_with_the_same_size_and_time_is_still_seen(tmp_path) -> None:
+    env = FilesEnv(tmp_path)
+    path = env.drop("b.txt", "BBBB")
+    env.collect()
+    st = path.stat()
+    path.unlink()
+    path.write_text("CCCC")  # same size, and the old time put back (as cp -p or rsync -a do)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    code, record = env.collect()
+    assert record["counts"]["changed_files"] == 1 and (env.out / "b.txt").read_text() == "CCCC"
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # touched again, same content: unchanged
+    code, record = env.collect()
+    assert record["counts"]["unchanged_files"] == 1
+
+
+def test_symlinks_and_sidecar_names_are_not_taken(tmp_path) -> None:
+    env = FilesEnv(tmp_path)
+    secret = tmp_path / "outside.txt"
+    secret.write_text("not for the datastore")
+    (env.inbox / "link.txt").symlink_to(secret)
+    env.drop("x.csv.meta.json", "{}")
+    env.drop("x.csv", "a")
+    code, record = env.collect()
+    assert record["counts"]["files"] == 1 and not (env.out / "link.txt").exists()
+
+
+def test_a_record_without_its_primary_key_quarantines_that_file_only(tmp_path) -> None:
+    env = FilesEnv(tmp_path, extra='process = "json"\nprimary_key = "id"')
+    env.drop("ok.json", '[{"id": 1}, {"id": 2}]')
+    env.drop("nokey.json", '[{"id": 3}, {"name": "no id"}]')
+    code, record = env.collect()
+    assert record["counts"]["quarantined"] == 1 and record["counts"]["new"] == 2
+    stored = [json.loads(x) for p in env.out.glob("*.jsonl") for x in p.read_text().splitlines()]
+    assert sorted(r["id"] for r in stored) == [1, 2]

@@ -130,3 +130,26 @@ def test_a_query_error_keeps_the_watermark(tmp_path, pg, table, monkeypatch) -> 
     assert code == 1 and 'column "statuz" does not exist' in record["error"]["message"]
     state = json.loads((tmp_path / "storage/datastore/core/modules/shop/orchestration/state/orders.json").read_text())
     assert state["watermark"]["key"] == [1]
+
+
+def test_merge_on_a_uuid_key_updates_in_place(tmp_path, pg, monkeypatch) -> None:
+    monkeypatch.setenv("ABI_PG_PASSWORD", PASSWORD)
+    with pg.connect() as conn:
+        conn.execute("DROP TABLE IF EXISTS things")
+        conn.execute("CREATE TABLE things (ref uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text, "
+                     "changed date NOT NULL)")
+        conn.execute("INSERT INTO things (name, changed) SELECT 'n' || g, DATE '2024-01-01' FROM "
+                     "generate_series(1, 5) g")
+    cfg = tmp_path / "abi.toml"
+    cfg.write_text(f'[sources.things]\nkind = "db"\nmodule = "shop"\nurl = "{pg.url}"\n'
+                   'password_env = "ABI_PG_PASSWORD"\nquery = "SELECT ref, name, changed FROM things"\n'
+                   'cursor = "changed"\nprimary_key = "ref"\n'
+                   'write = "merge"\n')
+    assert _collect(cfg)[0] == 0
+    with pg.connect() as conn:
+        conn.execute("UPDATE things SET name = 'renamed', changed = DATE '2024-01-02' WHERE name = 'n3'")
+    code, record, _, _ = _collect(cfg)
+    assert (record["counts"]["updated"], record["counts"]["new"]) == (1, 0)
+    data = tmp_path / "storage/datastore/core/modules/shop/raw_data/things/things.jsonl"
+    rows = [json.loads(x) for x in data.read_text().splitlines()]
+    assert len(rows) == 5 and sum(r["name"] == "renamed" for r in rows) == 1

@@ -175,7 +175,8 @@ def test_tick_loop_stops_gracefully_on_sigterm(tmp_path, server) -> None:
 def test_crontab_lines_and_an_idempotent_install(tmp_path, server, monkeypatch) -> None:
     cfg = _config(tmp_path, server)
     printed = run_cli("schedule", "--crontab", "--config", str(cfg)).stdout
-    lines = [x for x in printed.splitlines() if x and not x.startswith("#")]
+    assert "\nCRON_TZ=UTC\n" in printed
+    lines = [x for x in printed.splitlines() if x and not x.startswith(("#", "CRON_TZ="))]
     assert any(x.startswith("*/5 * * * * cd ") and "abi collect rss --source news" in x for x in lines)
     assert any(x.startswith("0 2 * * * cd ") and "abi collect files --source nightly" in x for x in lines)
     assert any(x.startswith("* * * * * cd ") and "abi tick --source drop" in x for x in lines)
@@ -199,3 +200,40 @@ def test_crontab_lines_and_an_idempotent_install(tmp_path, server, monkeypatch) 
     assert once.count(">>> abi-orchestration") == 1
     assert run_cli("schedule", "--remove", "--config", str(cfg)).exit_code == 0
     assert table.read_text() == "MAILTO=ops@example.com\n0 * * * * /usr/bin/backup\n"
+
+
+def test_crontab_edge_cases(tmp_path, server) -> None:
+    from collectors.crontab import BEGIN, crontab_block, merge_block
+
+    cfg = _config(tmp_path, server, extra_sources='interval = "45m"')  # [sources.manual] every 45 minutes
+    block = crontab_block(load_config(cfg), home=tmp_path / "100%")
+    manual = [x for x in block.splitlines() if "--source manual" in x]
+    assert len(manual) == 1 and manual[0].startswith("* * * * * ") and " tick --source manual" in manual[0]
+    assert "100\\%" in block and "100%" not in block.replace("100\\%", "")  # cron would split at a bare %
+    broken = f"0 * * * * /usr/bin/backup\n{BEGIN}\n5 * * * * /usr/bin/mine\n"  # no END marker
+    assert merge_block(broken, None) == broken  # not ours after all: every line kept
+
+
+def test_a_broken_sensor_does_not_stop_the_other_sources(tmp_path, server, clock, monkeypatch) -> None:
+    import collectors.sensors
+
+    config = load_config(_config(tmp_path, server))
+    tick(config=config, now=clock())
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("sensor bug")
+
+    monkeypatch.setattr(collectors.sensors, "sense", boom)
+    rows = _by_source(tick(config=config, now=clock.advance(minutes=6)))
+    assert rows["drop"]["action"] == "ran" and "the sensor failed (sensor bug)" in rows["drop"]["sensor"]
+    assert rows["news"]["action"] == "ran"
+
+
+def test_minimum_interval_also_holds_for_a_scheduled_source_with_a_sensor(tmp_path, server, clock) -> None:
+    cfg = _config(tmp_path, server, extra_sources='interval = "1m"\nsensor = { minimum_interval = "10m" }')
+    config = load_config(cfg)
+    tick(config=config, now=clock())
+    first = _by_source(tick(config=config, now=clock.advance(minutes=2)))
+    assert first["manual"]["action"] == "skipped"  # due by interval, the sensor found no new file
+    again = _by_source(tick(config=config, now=clock.advance(minutes=2)))
+    assert again["manual"]["action"] == "wait" and "minimum_interval 600s" in again["manual"]["reason"]
