@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 SOURCE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install collect-rss collect-api collect-db collect-files tick up schedule-install schedule-remove status demo test lint bench clean
+.PHONY: help install collect-rss collect-api collect-db collect-files backfill tick up schedule-install schedule-remove status demo test lint bench clean
 
 help: ## List the targets with a one-line description
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ collect-db: $(STAMP) ## Collect the database sources of abi.toml (SOURCE=name fo
 
 collect-files: $(STAMP) ## Process new files of the watched folders in abi.toml (SOURCE=name for one)
 	$(ABI) collect files $(if $(SOURCE),--source $(SOURCE))
+
+backfill: $(STAMP) ## Collect partitions FROM..TO of SOURCE that are missing (SOURCE=x FROM=2024-01-01 TO=...)
+	$(ABI) backfill --source $(SOURCE) --from $(FROM) --to $(TO)
 
 tick: $(STAMP) ## Run every source that is due, once (what cron calls every minute)
 	$(ABI) tick

@@ -49,6 +49,37 @@ def _plain(value: Any) -> Any:
     return next(iter(value.values())) if isinstance(value, dict) and len(value) == 1 else value
 
 
+@contextmanager
+def count_progress(*, total: int, label: str, enabled: bool) -> Iterator[Any]:
+    """A progress bar over a known number of steps, on a terminal only."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=_console(stderr=True),
+                  transient=True) as bar:
+        task = bar.add_task(label, total=total, last="")
+        yield lambda key, item: bar.update(task, advance=1, last=f"{key}: {item['status']}")
+
+
+def backfill(records: list[dict[str, Any]], planned: list[str], *, as_json: bool) -> None:
+    if as_json:
+        print_json(records)
+        return
+    out = _console()
+    if not planned:
+        out.print("nothing to backfill: every partition in the range is collected (--only all runs them again)",
+                  markup=False)
+    for record in records:
+        c = record["counts"]
+        part = record["details"].get("partition")
+        out.print(f"{part}: {record['status']}: {c.get('records', 0)} records "
+                  f"({c.get('removed', 0)} removed since the last run of it) in {record['duration_s']:.2f}s",
+                  style=_STYLE.get(record["status"]), markup=False)
+
+
 def human_age(seconds: float | None) -> str:
     if seconds is None:
         return "-"

@@ -27,6 +27,7 @@ from storage.config import Config, SourceConfig
 from storage.datasets import DatasetSpec, RecordSink, batched
 from storage.errors import AbiError, UsageError
 from storage.jobs import run_job
+from storage.partitions import record_partition
 from storage.paths import Datastore
 from storage.redact import redact_url
 from storage.runs import Run
@@ -43,21 +44,44 @@ class ApiError(AbiError):
 
 def collect_api(*, config: Config, source: str | None = None, module: str | None = None,
                 full_refresh: bool = False, since: str | None = None, max_pages: int | None = None,
-                wait: bool = False, command: list[str] | None = None,
+                partition: str | None = None, wait: bool = False, command: list[str] | None = None,
                 progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Run the API job for each selected source; return one run record per source."""
+    """Run the API job for each selected source (or one partition of one); one run record per source."""
     sources = _select(config, source, module)
+    if partition is not None:
+        if source is None:
+            raise UsageError("--partition needs --source NAME")
+        _partition_params(sources[0], partition)  # a bad key or a source without partitions: exit 2, no work
     credentials = {src.name: resolve_secrets(src.api.auth, src.name) for src in sources}  # exit 2 before work
     records = []
     for src in sources:
         def work(run: Run, src: SourceConfig = src) -> None:
             _collect_source(config.datastore, src, run, secrets=credentials[src.name], full_refresh=full_refresh,
-                            since=since, max_pages=max_pages, progress=progress)
+                            since=since, max_pages=max_pages, progress=progress, partition=partition)
 
-        records.append(run_job(ds=config.datastore, module=src.module, source=src.name, kind="api",
-                               command=command or ["abi", "collect", "api"], work=work, wait=wait,
-                               interval_s=src.interval_s, secrets=tuple(credentials[src.name].values())))
+        record = run_job(ds=config.datastore, module=src.module, source=src.name, kind="api",
+                         command=command or ["abi", "collect", "api"], work=work, wait=wait,
+                         interval_s=src.interval_s, secrets=tuple(credentials[src.name].values()),
+                         partition=partition)
+        if partition is not None and record["status"] != "skipped":
+            record_partition(config.datastore, src.module, src.name, partition, record)
+        records.append(record)
     return records
+
+
+def _partition_params(src: SourceConfig, key: str) -> dict[str, Any]:
+    """The source's params with {partition_start} / {partition_end} filled in (UTC, ISO 8601)."""
+    if src.partitions is None:
+        raise UsageError(f"--partition needs a source with partitions = \"daily\" (or hourly, monthly); "
+                         f"{src.name} has none")
+    start, end = src.partitions.window(key)
+    values = {"partition_start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "partition_end": end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    params = {k: v.format(**values) if isinstance(v, str) else v for k, v in src.api.params.items()}
+    if params == src.api.params:
+        raise UsageError(f"[sources.{src.name}] params use neither {{partition_start}} nor {{partition_end}}: "
+                         "a partition run would fetch the same thing as any other")
+    return params
 
 
 def preview_api(*, config: Config, source: str | None, since: str | None = None,
@@ -98,10 +122,11 @@ def _select(config: Config, source: str | None, module: str | None) -> list[Sour
     return sources
 
 
-def _spec(ds: Datastore, src: SourceConfig) -> DatasetSpec:
+def _spec(ds: Datastore, src: SourceConfig, partition: str | None = None) -> DatasetSpec:
     api = src.api
     return DatasetSpec(module=src.module, source=src.name, kind="api",
-                       folder=ds.data_dir(src.module, src.name, src.path), write=api.write,
+                       folder=ds.data_dir(src.module, src.name, src.path),
+                       write=api.write if partition is None else "replace", partition=partition,
                        primary_key=api.primary_key,
                        cursor_field=api.incremental.cursor_field if api.incremental else None,
                        provenance={"url": redact_url(api.url)})
@@ -155,15 +180,18 @@ def _sender(src: SourceConfig, secrets: dict[str, str], statuses: Counter,
 
 
 def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, secrets: dict[str, str], full_refresh: bool,
-                    since: str | None, max_pages: int | None, progress: Progress | None) -> None:
+                    since: str | None, max_pages: int | None, progress: Progress | None,
+                    partition: str | None = None) -> None:
     api = src.api
-    spec = _spec(ds, src)
+    spec = _spec(ds, src, partition)
     sink = RecordSink(ds, spec, run)
     try:
-        state = load_state(ds, src.module, src.name)
+        # a partition run reads its own window and never touches the watermark
+        state = load_state(ds, src.module, src.name) if partition is None else {}
         sink.open()
         before = state.get("watermark")
-        start = _start_watermark(api, before, since=since, full_refresh=full_refresh)
+        start = _start_watermark(api, before, since=since, full_refresh=full_refresh) if partition is None else None
+        base = _base_params(api, start) if partition is None else _partition_params(src, partition)
         for key in ("pages", "requests", "retries"):
             run.counts.setdefault(key, 0)
         run.details.update(write=api.write, watermark_before=before, watermark_requested=start,
@@ -173,7 +201,7 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, secrets: dict
         pages = None
         try:
             send = _sender(src, secrets, statuses, spool_dir=spec.folder)
-            pages = prefetched(iter_pages(api, send=send, params=_base_params(api, start), max_pages=max_pages,
+            pages = prefetched(iter_pages(api, send=send, params=base, max_pages=max_pages,
                                           walk=walk, secrets=tuple(secrets.values())))
             for page in pages:
                 run.count("pages")
@@ -206,10 +234,13 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, secrets: dict
                                 "watermark is kept, so the next run fetches them again (nothing is lost)")
             highest = None
         after = next_watermark(before, highest, full_refresh=full_refresh)
-        if api.incremental:
-            state["watermark"] = after
-        state["last_run_id"] = run.run_id
-        save_state(ds, src.module, src.name, state)
+        if partition is None:
+            if api.incremental:
+                state["watermark"] = after
+            state["last_run_id"] = run.run_id
+            save_state(ds, src.module, src.name, state)
+        else:
+            after = None
         sink.finish()
         run.details.update(watermark_after=after if api.incremental else None, truncated=walk.truncated,
                            published=published)

@@ -13,6 +13,7 @@ saved only after they are published.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
@@ -24,6 +25,7 @@ from storage.datasets import DatasetSpec, RecordSink
 from storage.db_config import DbConfig
 from storage.errors import AbiError, ConfigError, UsageError
 from storage.jobs import run_job
+from storage.partitions import record_partition
 from storage.paths import Datastore
 from storage.redact import redact_text, redact_url
 from storage.runs import Run
@@ -37,27 +39,50 @@ class DbError(AbiError):
 
 
 def collect_db(*, config: Config, source: str | None = None, module: str | None = None,
-               full_refresh: bool = False, wait: bool = False, command: list[str] | None = None,
-               progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Run the database job for each selected source; return one run record per source."""
+               full_refresh: bool = False, partition: str | None = None, wait: bool = False,
+               command: list[str] | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Run the database job for each selected source (or one partition of one); one run record per source."""
     sources = config.select(source=source, module=module, kind="db")
     if source is not None and not sources:
         raise UsageError(f"{config.path}: [sources.{source}] is kind = {config.sources[source].kind!r}, "
                          "not \"db\"; use abi collect " + config.sources[source].kind)
     if not sources:
         raise UsageError(f"{config.path}: no db source matches; see [sources.*] with kind = \"db\"")
+    if partition is not None:
+        if source is None:
+            raise UsageError("--partition needs --source NAME")
+        partition_window(sources[0], partition)  # a bad key or a source without partitions: exit 2, no work
     passwords = {src.name: _password(src) for src in sources}  # exit 2 before any work
     records = []
     for src in sources:
         def work(run: Run, src: SourceConfig = src) -> None:
             _collect_source(config.datastore, src, run, password=passwords[src.name], full_refresh=full_refresh,
-                            progress=progress)
+                            progress=progress, partition=partition)
 
         secrets = (passwords[src.name],) if passwords[src.name] else ()
-        records.append(run_job(ds=config.datastore, module=src.module, source=src.name, kind="db",
-                               command=command or ["abi", "collect", "db"], work=work, wait=wait,
-                               interval_s=src.interval_s, secrets=secrets))
+        record = run_job(ds=config.datastore, module=src.module, source=src.name, kind="db",
+                         command=command or ["abi", "collect", "db"], work=work, wait=wait,
+                         interval_s=src.interval_s, secrets=secrets, partition=partition)
+        if partition is not None and record["status"] != "skipped":
+            record_partition(config.datastore, src.module, src.name, partition, record)
+        records.append(record)
     return records
+
+
+def partition_window(src: SourceConfig, key: str) -> tuple[Any, Any]:
+    """The partition's [start, end) as query parameters: datetimes for PostgreSQL, ISO text for SQLite
+    (dates for daily and monthly partitions, so that date-only columns compare right)."""
+    if src.partitions is None:
+        raise UsageError(f"--partition needs a source with partitions = \"daily\" (or hourly, monthly); "
+                         f"{src.name} has none")
+    if not src.db.cursor and "{partition_start}" not in src.db.query:
+        raise UsageError(f"[sources.{src.name}] needs a 'cursor' (or {{partition_start}}/{{partition_end}} in "
+                         "its query) to select a partition's rows")
+    start, end = src.partitions.window(key)
+    if src.db.dialect == "postgresql":
+        return start, end
+    fmt = "%Y-%m-%dT%H:%M:%SZ" if src.partitions.grain == "hourly" else "%Y-%m-%d"
+    return start.strftime(fmt), end.strftime(fmt)
 
 
 def _password(src: SourceConfig) -> str | None:
@@ -72,16 +97,20 @@ def _password(src: SourceConfig) -> str | None:
 
 
 def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, password: str | None, full_refresh: bool,
-                    progress: Progress | None) -> None:
+                    progress: Progress | None, partition: str | None = None) -> None:
     db = src.db
     spec = DatasetSpec(module=src.module, source=src.name, kind="db",
-                       folder=ds.data_dir(src.module, src.name, src.path), write=db.write,
+                       folder=ds.data_dir(src.module, src.name, src.path),
+                       write=db.write if partition is None else "replace", partition=partition,
                        primary_key=db.primary_key, provenance={"database": redact_url(db.url)}, sort_keys=False)
     sink = RecordSink(ds, spec, run)
     secrets = (password,) if password else ()
     try:
-        state = load_state(ds, src.module, src.name)
+        state = load_state(ds, src.module, src.name) if partition is None else {}
         sink.open()
+        if partition is not None:  # its own window, its own file; the watermark is not touched
+            _collect_partition(src, run, sink, password, partition, progress)
+            return
         before = None if full_refresh else _restore(state.get("watermark"))
         run.counts.setdefault("batches", 0)
         run.details.update(write=db.write, watermark_before=_dump(before), full_refresh=full_refresh,
@@ -119,11 +148,30 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, password: str
         sink.close()
 
 
+def _collect_partition(src: SourceConfig, run: Run, sink: RecordSink, password: str | None, key: str,
+                       progress: Progress | None) -> None:
+    db = src.db
+    sql, params = build_query(db, None, window=partition_window(src, key))
+    run.counts.setdefault("batches", 0)
+    try:
+        for batch in _rows(db, sql, params, password, timeout=src.timeout):
+            run.count("batches")
+            sink.add(batch, f"batch {run.counts['batches']}")
+            if progress:
+                progress(f"{key} batch {run.counts['batches']}", {"status": f"{run.counts['records']} rows"})
+    except DbError as exc:
+        raise DbError(redact_text(f"{exc}; partition {key} was left as it was",
+                                  (password,) if password else ())) from None
+    run.details["published"] = sink.publish()
+    sink.commit()
+
+
 def _pair(mark: dict[str, Any]) -> tuple[Any, ...]:
     return (mark["cursor"], *mark["key"])
 
 
-def build_query(db: DbConfig, mark: dict[str, Any] | None, *, strict: bool = False) -> tuple[str, list[Any]]:
+def build_query(db: DbConfig, mark: dict[str, Any] | None, *, strict: bool = False,
+                window: tuple[Any, Any] | None = None) -> tuple[str, list[Any]]:
     """The configured SELECT wrapped with the watermark condition and the (cursor, key) order.
 
     `strict` ignores the lookback (the rows sensor asks only "anything after the watermark?").
@@ -132,9 +180,20 @@ def build_query(db: DbConfig, mark: dict[str, Any] | None, *, strict: bool = Fal
     """
     ph = "?" if db.dialect == "sqlite" else "%s"
     inner = db.query if db.dialect == "sqlite" else db.query.replace("%", "%%")
-    sql = f"SELECT * FROM (\n{inner}\n) AS abi_src"
     params: list[Any] = []
+    if window is not None and "{partition_start}" in inner:  # the query places the window itself
+        for name in re.findall(r"\{(partition_start|partition_end)\}", inner):
+            params.append(window[0] if name == "partition_start" else window[1])
+        inner = re.sub(r"\{partition_(start|end)\}", ph, inner)
+        window = None
+    sql = f"SELECT * FROM (\n{inner}\n) AS abi_src"
     q = _quote
+    if window is not None:  # a partition: [start, end) on the cursor, in (cursor, key) order
+        cursor = q(db.cursor)
+        sql += f" WHERE {cursor} >= {ph} AND {cursor} < {ph}"
+        params += list(window)
+        sql += " ORDER BY " + ", ".join([cursor, *map(q, db.primary_key)])
+        return sql, params
     if db.cursor:
         cursor = q(db.cursor)
         where = [f"{cursor} IS NOT NULL"]  # a NULL would become a watermark nothing ever comes after

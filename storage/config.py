@@ -20,6 +20,7 @@ from storage.api_config import API_KEYS, ApiConfig, parse_api
 from storage.db_config import DB_KEYS, DbConfig, parse_db
 from storage.errors import ConfigError
 from storage.files_config import FILES_KEYS, FilesConfig, parse_files
+from storage.partitions import Partitions, parse_partitions
 from storage.paths import NAME_RE, Datastore, resolve_root
 from storage.redact import redact_url
 
@@ -40,6 +41,8 @@ _COMMON: dict[str, tuple[tuple[type, ...], bool]] = {
     "retry_max_wait": ((int, float), False),
     "user_agent": ((str,), False),
     "sensor": ((dict,), False),
+    "partitions": ((str,), False),
+    "start": ((str,), False),
 }
 SENSOR_TYPES = {"rss": "feeds", "api": "http", "db": "rows", "files": "files"}
 _KINDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
@@ -116,6 +119,7 @@ class SourceConfig:
     db: DbConfig | None = None
     files: FilesConfig | None = None
     sensor: SensorConfig | None = None
+    partitions: Partitions | None = None
 
 
 @dataclass(frozen=True)
@@ -244,8 +248,19 @@ def _parse_source(name: str, table: Any, file: Path, config_dir: Path) -> Source
         api=parse_api(table, where) if kind == "api" else None,
         db=parse_db(table, where, config_dir) if kind == "db" else None,
         files=parse_files(table, where, config_dir) if kind == "files" else None,
-        sensor=_parse_sensor(table["sensor"], kind, where) if "sensor" in table else None, **options,
+        sensor=_parse_sensor(table["sensor"], kind, where) if "sensor" in table else None,
+        partitions=_parse_partitions(table, kind, where), **options,
     )
+
+
+def _parse_partitions(table: dict[str, Any], kind: str, where: str) -> Partitions | None:
+    if "partitions" not in table:
+        if "start" in table:
+            raise ConfigError(f"{where} key 'start' is the first partition: set partitions = \"daily\" too")
+        return None
+    if kind not in ("api", "db"):
+        raise ConfigError(f"{where} partitions are for api and db sources")
+    return parse_partitions(table["partitions"], table.get("start"), where)
 
 
 def _parse_sensor(table: dict[str, Any], kind: str, where: str) -> SensorConfig:

@@ -46,9 +46,12 @@ class DatasetSpec:
     cursor_field: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)  # e.g. the redacted URL, for sidecars
     sort_keys: bool = True  # False when the field order is fixed by the source (database columns)
+    partition: str | None = None  # a partition run: its own file, replaced whole; no history, no journal
 
     def target(self, run_id: str) -> Path:
         """append: one file per run, named by the run id (time first, so names sort by time)."""
+        if self.partition is not None:
+            return self.folder / "partitions" / f"{self.partition}.jsonl"
         return self.folder / (f"{run_id}.jsonl" if self.write == "append" else f"{self.source}.jsonl")
 
 
@@ -128,7 +131,8 @@ class RecordSink:
 
     def __init__(self, ds: Datastore, spec: DatasetSpec, run: Run) -> None:
         self.ds, self.spec, self.run = ds, spec, run
-        self.index = KeyIndex(ds.state_file(spec.module, spec.source).with_suffix(".keys.sqlite"))
+        self.index = KeyIndex(None if spec.partition is not None
+                              else ds.state_file(spec.module, spec.source).with_suffix(".keys.sqlite"))
         self.mark = Mark()
         self.target = spec.target(run.run_id)
         self.writer: JsonLinesWriter | None = None
@@ -137,8 +141,9 @@ class RecordSink:
 
     def open(self) -> None:
         """Replay an interrupted run, clear stale temp files, start this run's transaction."""
-        self._replay()
-        remove_stale_temp_files(self.spec.folder)
+        if self.spec.partition is None:
+            self._replay()
+        remove_stale_temp_files(self.target.parent)
         self.index.begin(self.run.run_id)
         if self.spec.write == "append":
             self.writer = JsonLinesWriter(self.target)
@@ -204,7 +209,8 @@ class RecordSink:
             for line in index.remaining_staged():
                 writer.write_line(line)
         rel = str(self.target.relative_to(self.ds.module_dir(spec.module)))
-        write_files_journal(self.ds, spec.module, spec.source, run_id=run.run_id, files=[rel], write=spec.write)
+        if spec.partition is None:  # a partition file is replaced whole: nothing to replay
+            write_files_journal(self.ds, spec.module, spec.source, run_id=run.run_id, files=[rel], write=spec.write)
         try:
             writer.publish()
         finally:
@@ -223,7 +229,8 @@ class RecordSink:
 
     def finish(self) -> None:
         """After the state is saved: the journal is no longer needed."""
-        clear_journal(self.ds, self.spec.module, self.spec.source)
+        if self.spec.partition is None:
+            clear_journal(self.ds, self.spec.module, self.spec.source)
 
     def close(self) -> None:
         if self.writer is not None:

@@ -22,19 +22,24 @@ from storage.runs import Run, write_run_record
 
 def run_job(*, ds: Datastore, module: str, source: str, kind: str, command: list[str],
             work: Callable[[Run], None], wait: bool = False, interval_s: int | None = None,
-            secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+            secrets: tuple[str, ...] = (), partition: str | None = None) -> dict[str, Any]:
     """Run `work` under the source's lock and return the run record it produced.
 
-    `secrets` (credential values) are masked in the record's error and traceback.
+    `secrets` (credential values) are masked in the record's error and traceback. A
+    `partition` run takes that partition's own lock (partitions run side by side, and
+    beside the incremental runs) and stays out of the source's freshness summary.
     """
     run = Run(module=module, source=source, kind=kind, command=command, secrets=secrets)
-    lock = SourceLock(ds.lock_file(module, source), wait=wait)
+    if partition is not None:
+        run.details["partition"] = partition
+    lock_name = source if partition is None else f"{source}.partition-{partition}"
+    lock = SourceLock(ds.lock_file(module, lock_name), wait=wait)
     try:
         lock.acquire()
     except SourceBusy as busy:
         run.status, run.reason = "skipped", str(busy)
         record = run.record()
-        write_run_record(ds, record, interval_s=interval_s)
+        write_run_record(ds, record, interval_s=interval_s, summarize=partition is None)
         return record
     try:
         try:
@@ -46,10 +51,10 @@ def run_job(*, ds: Datastore, module: str, source: str, kind: str, command: list
             run.error["traceback"] = redact_text("".join(traceback.format_exception(exc))[-4000:], secrets)
         except BaseException as exc:
             run.fail(InterruptedError(f"interrupted ({type(exc).__name__})"))
-            write_run_record(ds, run.record(), interval_s=interval_s)
+            write_run_record(ds, run.record(), interval_s=interval_s, summarize=partition is None)
             raise
         record = run.record()
-        write_run_record(ds, record, interval_s=interval_s)
+        write_run_record(ds, record, interval_s=interval_s, summarize=partition is None)
         return record
     finally:
         lock.release()

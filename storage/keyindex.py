@@ -19,10 +19,12 @@ NEW, UPDATED, UNCHANGED, REPEATED = "new", "updated", "unchanged", "repeated"
 
 
 class KeyIndex:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path | None) -> None:
+        """`path` None: a throw-away index in memory (a partition run that replaces its file whole)."""
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db = sqlite3.connect(path if path is not None else ":memory:", isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA cache_size=-16384")  # 16 MiB of index pages: big loads touch the disk less

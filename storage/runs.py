@@ -103,10 +103,12 @@ class Run:
         }
 
 
-def write_run_record(ds: Datastore, record: dict[str, Any], *, interval_s: int | None = None) -> None:
-    """Store the record, then fold it into the source's summary."""
+def write_run_record(ds: Datastore, record: dict[str, Any], *, interval_s: int | None = None,
+                     summarize: bool = True) -> None:
+    """Store the record, then fold it into the source's summary (not for partition runs)."""
     write_json(ds.runs_dir(record["module"]) / f"{record['run_id']}.json", record)
-    _update_summary(ds, record, interval_s)
+    if summarize:
+        _update_summary(ds, record, interval_s)
 
 
 def _update_summary(ds: Datastore, record: dict[str, Any], interval_s: int | None) -> None:
