@@ -12,6 +12,22 @@ from typing import Any
 _STYLE = {"success": "green", "partial": "yellow", "failed": "red", "skipped": "cyan", "never run": "dim"}
 
 
+class _Plain:
+    """print() with rich's signature, for piped output: cron runs need no colours and skip importing rich."""
+
+    def __init__(self, stderr: bool) -> None:
+        self.stream = sys.stderr if stderr else sys.stdout
+
+    def print(self, text: Any = "", *, style: str | None = None, markup: bool = False) -> None:
+        self.stream.write(f"{text}\n")
+
+
+def _lines(stderr: bool = False) -> Any:
+    """Where lines of text go: rich on a terminal, plain writes otherwise."""
+    stream = sys.stderr if stderr else sys.stdout
+    return _console(stderr=stderr) if stream.isatty() else _Plain(stderr)
+
+
 def _console(stderr: bool = False):
     from rich.console import Console
 
@@ -68,7 +84,7 @@ def backfill(records: list[dict[str, Any]], planned: list[str], *, as_json: bool
     if as_json:
         print_json(records)
         return
-    out = _console()
+    out = _lines()
     if not planned:
         out.print("nothing to backfill: every partition in the range is collected (--only all runs them again)",
                   markup=False)
@@ -130,7 +146,7 @@ def run_records(records: list[dict[str, Any]], *, as_json: bool) -> None:
     if as_json:
         print_json(records[0] if len(records) == 1 else records)
         return
-    out, err = _console(), _console(stderr=True)
+    out, err = _lines(), _lines(stderr=True)
     for record in records:
         out.print(summary_line(record), style=_STYLE.get(record["status"]), markup=False)
         for item in record.get("items", []):
@@ -169,7 +185,7 @@ def tick(rows: list[dict[str, Any]], *, as_json: bool, quiet_idle: bool = False)
     ran = [r for r in rows if r["action"] != "wait"]
     if quiet_idle and not ran:
         return
-    out = _console()
+    out = _lines()
     stamp = datetime.now().astimezone().strftime("%H:%M:%S")
     if not ran:
         out.print(f"{stamp} nothing due ({len(rows)} sources)", markup=False)
