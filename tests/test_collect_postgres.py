@@ -153,3 +153,33 @@ def test_merge_on_a_uuid_key_updates_in_place(tmp_path, pg, monkeypatch) -> None
     data = tmp_path / "storage/datastore/core/modules/shop/raw_data/things/things.jsonl"
     rows = [json.loads(x) for x in data.read_text().splitlines()]
     assert len(rows) == 5 and sum(r["name"] == "renamed" for r in rows) == 1
+
+
+def test_kill_9_then_a_normal_run_loses_and_duplicates_nothing(tmp_path, pg, table) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import ABI_BIN
+
+    with pg.connect() as conn:
+        conn.execute(f"INSERT INTO {table} (id, status, amount, updated_at) SELECT g, 'paid', 1, "
+                     "timestamptz '2024-06-01 00:00:00+00' + (g / 7) * interval '1 second' "
+                     "FROM generate_series(1, 200000) g")
+    cfg = _config(tmp_path, pg, table, extra="batch_size = 5000").read_text().replace("batch_size = 250\n", "")
+    (tmp_path / "abi.toml").write_text(cfg)
+    env = {**os.environ, "ABI_PG_PASSWORD": PASSWORD}
+    data = tmp_path / "storage/datastore/core/modules/shop/raw_data/orders"
+    for delay in (1.0, 2.0):
+        proc = subprocess.Popen([str(ABI_BIN), "collect", "db", "--config", str(tmp_path / "abi.toml")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    done = subprocess.run([str(ABI_BIN), "collect", "db", "--config", str(tmp_path / "abi.toml"), "--json"],
+                          capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    ids = [r["id"] for r in _stored(tmp_path)]
+    assert len(ids) == len(set(ids)) == 200_000
+    assert not [p for p in data.iterdir() if p.name.startswith(".")]
