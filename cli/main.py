@@ -268,7 +268,7 @@ def backfill_cmd(
 
     cfg = _guard(lambda: load_config(config))
     planned = _guard(lambda: plan_backfill(config=cfg, source=source, first=first, last=last, only=only))
-    with render.count_progress(total=len(planned), label=f"{source} partitions", enabled=not json_out) as progress:
+    with render.feed_progress(enabled=not json_out, total=len(planned), label=f"{source} partitions") as progress:
         records = _guard(lambda: backfill(config=cfg, source=source, first=first, last=last, only=only,
                                           parallel=parallel, command=sys.argv[:], progress=progress))
     render.backfill(records, planned, as_json=json_out)

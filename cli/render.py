@@ -42,32 +42,8 @@ def print_json(obj: Any) -> None:
 
 
 @contextmanager
-def feed_progress(*, enabled: bool) -> Iterator[Any]:
-    """A rich progress line on a terminal; nothing when output is piped or --json is set."""
-    if not enabled or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=_console(stderr=True),
-                  transient=True) as bar:
-        task = bar.add_task("feeds", total=None, last="")
-
-        def update(label: str, item: dict[str, Any]) -> None:
-            bar.update(task, advance=1, last=f"{label}: {item['status']}")
-
-        yield update
-
-
-def _plain(value: Any) -> Any:
-    """A typed watermark value ({"datetime": "..."}) as its text."""
-    return next(iter(value.values())) if isinstance(value, dict) and len(value) == 1 else value
-
-
-@contextmanager
-def count_progress(*, total: int, label: str, enabled: bool) -> Iterator[Any]:
-    """A progress bar over a known number of steps, on a terminal only."""
+def feed_progress(*, enabled: bool, total: int | None = None, label: str = "feeds") -> Iterator[Any]:
+    """A rich progress line on a terminal (a bar when the total is known); nothing when piped or --json."""
     if not enabled or not sys.stderr.isatty():
         yield None
         return
@@ -77,7 +53,11 @@ def count_progress(*, total: int, label: str, enabled: bool) -> Iterator[Any]:
                   TextColumn("{task.fields[last]}"), TimeElapsedColumn(), console=_console(stderr=True),
                   transient=True) as bar:
         task = bar.add_task(label, total=total, last="")
-        yield lambda key, item: bar.update(task, advance=1, last=f"{key}: {item['status']}")
+
+        def update(name: str, item: dict[str, Any]) -> None:
+            bar.update(task, advance=1, last=f"{name}: {item['status']}")
+
+        yield update
 
 
 def backfill(records: list[dict[str, Any]], planned: list[str], *, as_json: bool) -> None:
@@ -103,6 +83,11 @@ def human_age(seconds: float | None) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f}{unit}"
     return f"{seconds:.0f}s"
+
+
+def _plain(value: Any) -> Any:
+    """A typed watermark value ({"datetime": "..."}) as its text."""
+    return next(iter(value.values())) if isinstance(value, dict) and len(value) == 1 else value
 
 
 def summary_line(record: dict[str, Any]) -> str:

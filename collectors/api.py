@@ -47,7 +47,7 @@ def collect_api(*, config: Config, source: str | None = None, module: str | None
                 partition: str | None = None, wait: bool = False, command: list[str] | None = None,
                 progress: Progress | None = None) -> list[dict[str, Any]]:
     """Run the API job for each selected source (or one partition of one); one run record per source."""
-    sources = _select(config, source, module)
+    sources = config.select_kind("api", source=source, module=module)
     if partition is not None:
         if source is None:
             raise UsageError("--partition needs --source NAME")
@@ -89,7 +89,7 @@ def preview_api(*, config: Config, source: str | None, since: str | None = None,
     """Fetch the first page and say what a run would write; nothing is stored or locked."""
     if source is None:
         raise UsageError("--dry-run needs --source NAME")
-    (src,) = _select(config, source, None)
+    (src,) = config.select_kind("api", source=source)
     api = src.api
     secrets = resolve_secrets(api.auth, src.name)
     state = load_state(config.datastore, src.module, src.name) if not full_refresh else {}
@@ -110,16 +110,6 @@ def preview_api(*, config: Config, source: str | None, since: str | None = None,
             page.count, "would_write": dict(would), "write": api.write,
             "target": config.datastore.relative(_spec(config.datastore, src).target("<run id>")),
             "sample": list(itertools.islice(page.records, 3)), "more_pages": walk.truncated}
-
-
-def _select(config: Config, source: str | None, module: str | None) -> list[SourceConfig]:
-    sources = config.select(source=source, module=module, kind="api")
-    if source is not None and not sources:
-        raise UsageError(f"{config.path}: [sources.{source}] is kind = {config.sources[source].kind!r}, "
-                         "not \"api\"; use abi collect " + config.sources[source].kind)
-    if not sources:
-        raise UsageError(f"{config.path}: no api source matches; see [sources.*] with kind = \"api\"")
-    return sources
 
 
 def _spec(ds: Datastore, src: SourceConfig, partition: str | None = None) -> DatasetSpec:

@@ -42,12 +42,7 @@ def collect_db(*, config: Config, source: str | None = None, module: str | None 
                full_refresh: bool = False, partition: str | None = None, wait: bool = False,
                command: list[str] | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Run the database job for each selected source (or one partition of one); one run record per source."""
-    sources = config.select(source=source, module=module, kind="db")
-    if source is not None and not sources:
-        raise UsageError(f"{config.path}: [sources.{source}] is kind = {config.sources[source].kind!r}, "
-                         "not \"db\"; use abi collect " + config.sources[source].kind)
-    if not sources:
-        raise UsageError(f"{config.path}: no db source matches; see [sources.*] with kind = \"db\"")
+    sources = config.select_kind("db", source=source, module=module)
     if partition is not None:
         if source is None:
             raise UsageError("--partition needs --source NAME")

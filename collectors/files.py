@@ -25,7 +25,7 @@ from typing import Any
 from storage.atomic import dumps, write_json, write_many
 from storage.config import Config, SourceConfig
 from storage.datasets import DatasetSpec, RecordError, RecordSink, batched, record_key
-from storage.errors import AbiError, UsageError
+from storage.errors import AbiError
 from storage.files import StagedCopy, discard, move_file, publish_copies, stage_copy
 from storage.jobs import run_job
 from storage.paths import Datastore
@@ -47,12 +47,7 @@ class ParseError(ValueError):
 def collect_files(*, config: Config, source: str | None = None, module: str | None = None, wait: bool = False,
                   command: list[str] | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Run the folder job for each selected source; return one run record per source."""
-    sources = config.select(source=source, module=module, kind="files")
-    if source is not None and not sources:
-        raise UsageError(f"{config.path}: [sources.{source}] is kind = {config.sources[source].kind!r}, "
-                         "not \"files\"; use abi collect " + config.sources[source].kind)
-    if not sources:
-        raise UsageError(f"{config.path}: no files source matches; see [sources.*] with kind = \"files\"")
+    sources = config.select_kind("files", source=source, module=module)
     records = []
     for src in sources:
         def work(run: Run, src: SourceConfig = src) -> None:

@@ -21,7 +21,6 @@ from collectors.http import FetchResult, fetch
 from collectors.urls import slug
 from storage.atomic import remove_stale_temp_files
 from storage.config import Config, FeedConfig, SourceConfig
-from storage.errors import UsageError
 from storage.jobs import run_job
 from storage.paths import Datastore
 from storage.records import plan_names, publish_records, refresh_folder_sidecar
@@ -51,10 +50,7 @@ def collect_rss(*, config: Config, source: str | None = None, module: str | None
                 force: bool = False, wait: bool = False, command: list[str] | None = None,
                 progress: Progress | None = None) -> list[dict[str, Any]]:
     """Run the RSS job for each selected source; return one run record per source."""
-    sources = config.select(source=source, module=module, kind="rss")
-    if not sources:
-        raise UsageError(f"{config.path}: no rss source matches"
-                         f"{f' --module {module}' if module else ''}; see [sources.*] with kind = \"rss\"")
+    sources = config.select_kind("rss", source=source, module=module)
     records = []
     for src in sources:
         def work(run: Run, src: SourceConfig = src) -> None:

@@ -142,6 +142,20 @@ class Config:
         ]
         return chosen
 
+    def select_kind(self, kind: str, *, source: str | None = None, module: str | None = None) -> list[SourceConfig]:
+        """The sources of one kind a `collect KIND` command runs; none is a usage error (exit 2)."""
+        from storage.errors import UsageError
+
+        chosen = self.select(source=source, module=module, kind=kind)
+        if source is not None and not chosen:
+            other = self.sources[source].kind
+            raise UsageError(f"{self.path}: [sources.{source}] is kind = {other!r}, not {kind!r}; "
+                             f"use abi collect {other}")
+        if not chosen:
+            scope = f" in module {module!r}" if module else ""
+            raise UsageError(f"{self.path}: no {kind} source{scope}; see [sources.*] with kind = \"{kind}\"")
+        return chosen
+
 
 def find_config(explicit: str | Path | None = None) -> Path:
     """--config, else ABI_CONFIG, else the nearest abi.toml in the current folder or its parents."""

@@ -95,8 +95,14 @@ def check(ok: bool, message: str) -> None:
         raise SystemExit(f"bench: {message}")
 
 
+PYCACHE: list[Path] = []  # with --cache-bytecode: the children's PYTHONPYCACHEPREFIX (a temporary folder)
+
+
 def child_env(ds_root: Path | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("ABI_CONFIG", "ABI_DATASTORE", "ABI_DEBUG")}
+    drop = ("ABI_CONFIG", "ABI_DATASTORE", "ABI_DEBUG") + (("PYTHONDONTWRITEBYTECODE",) if PYCACHE else ())
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    if PYCACHE:
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE[0])
     if ds_root is not None:
         env["ABI_DATASTORE"] = str(ds_root)
     return env
@@ -349,42 +355,78 @@ def profile_tick(config: Path, ds: Path, top: int, calls: int = 20) -> dict[str,
     return {"first_ms": first * 1000, "warm_ms": statistics.median(plain) * 1000, "text": text.getvalue()}
 
 
-IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
+IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
-def importtime(cmd: list[str], env: dict[str, str]) -> dict[str, tuple[int, int]]:
-    """`python -X importtime`: {module: (cumulative µs, depth)}, first import of each."""
+def import_tree(cmd: list[str], env: dict[str, str]) -> list[dict[str, Any]]:
+    """`python -X importtime` of `cmd`: the import tree, each node {name, us (cumulative), children}."""
     proc = subprocess.run([sys.executable, "-X", "importtime", *cmd], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=RUN_TIMEOUT, check=False)
-    out: dict[str, tuple[int, int]] = {}
-    for line in proc.stderr.splitlines():
+    pending: dict[int, list[dict[str, Any]]] = {}
+    for line in proc.stderr.splitlines():  # post-order: a module's line follows its children's, one level deeper
         m = IMPORT_LINE.match(line)
         if m:
-            out.setdefault(m.group(4), (int(m.group(2)), (len(m.group(3)) - 1) // 2))
+            depth = (len(m.group(3)) - 1) // 2
+            node = {"name": m.group(4), "us": int(m.group(2)), "children": pending.pop(depth + 1, [])}
+            pending.setdefault(depth, []).append(node)
+    return pending.get(0, [])
+
+
+def _names(nodes: list[dict[str, Any]]) -> set[str]:
+    return {n["name"] for n in nodes} | {x for n in nodes for x in _names(n["children"])}
+
+
+def _outermost(nodes: list[dict[str, Any]], known: set[str]) -> list[dict[str, Any]]:
+    """The imports not in `known` whose importers are all in `known` (their cumulative time counts once)."""
+    out = []
+    for n in nodes:
+        out += [n] if n["name"] not in known else _outermost(n["children"], known)
     return out
 
 
-def profile_imports(config: Path, ds: Path, top: int) -> dict[str, Any]:
-    """Imports `abi tick` pays that `abi --help` does not: median over 3 runs of each, by cumulative time."""
-    def median_of(cmd: list[str], env: dict[str, str]) -> dict[str, tuple[int, int]]:
-        runs = [importtime(cmd, env) for _ in range(3)]
-        return {k: (int(statistics.median(r.get(k, (0, 0))[0] for r in runs)), runs[0][k][1]) for k in runs[0]}
+def profile_imports(config: Path, ds: Path, top: int, runs: int = 3) -> dict[str, Any]:
+    """Imports `abi tick` pays that `abi --help` does not (best of `runs` of each), by cumulative time."""
+    ticks = [import_tree([str(ABI), "tick", "--config", str(config)], child_env(ds)) for _ in range(runs)]
+    helps = [import_tree([str(ABI), "--help"], child_env()) for _ in range(runs)]
+    tick = min(ticks, key=lambda t: sum(n["us"] for n in t))
+    helped = min(helps, key=lambda t: sum(n["us"] for n in t))
+    extra = sorted(_outermost(tick, _names(helped)), key=lambda n: -n["us"])
+    tick_ms, help_ms = sum(n["us"] for n in tick) / 1000, sum(n["us"] for n in helped) / 1000
+    lines = [f"imports (python -X importtime, best of {runs}): abi tick {tick_ms:.0f} ms, abi --help {help_ms:.0f} ms; "
+             f"imported by abi tick only: {sum(n['us'] for n in extra) / 1000:.0f} ms, the outermost of them:"]
+    for n in extra[:top]:
+        inner = sorted(n["children"], key=lambda c: -c["us"])[:4]
+        lines.append(f"  {n['us'] / 1000:6.1f} ms  {n['name']}" + (
+            "  (" + ", ".join(f"{c['name']} {c['us'] / 1000:.1f}" for c in inner) + ")" if inner else ""))
+    return {"tick_ms": tick_ms, "help_ms": help_ms, "extra": {n["name"]: n["us"] / 1000 for n in extra[:top]},
+            "text": "\n".join(lines)}
 
-    tick = median_of([str(ABI), "tick", "--config", str(config)], child_env(ds))
-    helped = median_of([str(ABI), "--help"], child_env())
-    extra = {k: v for k, v in tick.items() if k not in helped}
-    # the outermost extra imports: a module whose parent package is also extra is counted in the parent
-    roots = {k: v for k, v in extra.items() if v[1] == 0 or not any(
-        k.startswith(p + ".") for p in extra if p != k)}
-    lines = [f"all imports: abi tick {sum(v[0] for k, v in tick.items() if v[1] == 0) / 1000:.0f} ms, "
-             f"abi --help {sum(v[0] for k, v in helped.items() if v[1] == 0) / 1000:.0f} ms (top-level, cumulative)",
-             f"modules imported by abi tick and not by abi --help: {len(extra)}; the outermost of them, "
-             "by cumulative time:"]
-    ranked = sorted(roots.items(), key=lambda kv: -kv[1][0])[:top]
-    lines += [f"  {us / 1000:7.1f} ms  {'  ' * depth}{name}" for name, (us, depth) in ranked]
-    return {"tick_ms": sum(v[0] for v in tick.values() if v[1] == 0) / 1000,
-            "help_ms": sum(v[0] for v in helped.values() if v[1] == 0) / 1000,
-            "extra": {k: v[0] for k, v in ranked}, "text": "\n".join(lines)}
+
+def profile_cli(config: Path, ds: Path, top: int) -> dict[str, Any]:
+    """cProfile of a whole `abi tick` process (`python -m cProfile`): imports, typer's parsing, the tick."""
+    import pstats
+
+    out = config.parent / "cli.prof"
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(out), str(ABI), "tick", "--config", str(config)]
+    res = run_measured(cmd, child_env(ds))
+    check(res["code"] == 0, f"profiled abi tick exited {res['code']}: {res['stderr'].strip()[-2000:]}")
+    st = pstats.Stats(str(out))
+    rows = sorted(st.stats.items(), key=lambda kv: -kv[1][3])  # type: ignore[attr-defined]
+    lines = [f"--- the whole `abi tick` process under cProfile ({res['seconds'] * 1000:.0f} ms wall), by cumulative "
+             "time, the import machinery's own frames left out:", "   cum ms  own ms  function"]
+    kept: list[tuple[str, float, float]] = []
+    for (file, line, func), (_cc, _nc, tt, ct, _callers) in rows:
+        if "importlib" in file or func.startswith("<") or file == "~":
+            continue
+        if "site-packages/" in file:
+            where = file.split("site-packages/", 1)[1]
+        else:
+            where = file[len(str(ROOT)) + 1:] if file.startswith(str(ROOT) + "/") else Path(file).name
+        kept.append((f"{where}:{line}({func})", ct * 1000, tt * 1000))
+        if len(kept) >= top:
+            break
+    lines += [f"  {ct:7.1f} {tt:7.1f}  {name}" for name, ct, tt in kept]
+    return {"seconds": res["seconds"], "top": kept, "text": "\n".join(lines)}
 
 
 # --------------------------------------------------------------------------- report
@@ -444,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, metavar="TOP", default=20,
                         help="when the tick goal is missed, profile it and print the TOP entries (default 20; "
                              "0: never)")
+    parser.add_argument("--cache-bytecode", action="store_true",
+                        help="let the children cache bytecode (PYTHONPYCACHEPREFIX in a temporary folder, "
+                             "PYTHONDONTWRITEBYTECODE dropped), as a normal install does; default: the inherited "
+                             "environment, as the other benchmarks")
     parser.add_argument("--always-profile", action="store_true", help="profile the tick even when the goal is met")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
@@ -456,11 +502,18 @@ def main(argv: list[str] | None = None) -> int:
 
     python = Path(sys.executable)
     python_arg = python.relative_to(ROOT) if python.is_relative_to(ROOT) else python
-    command = f"cd {ROOT} && {python_arg} tests/benchmarks/bench_schedule.py --repeat {args.repeat}"
+    command = (f"cd {ROOT} && {python_arg} tests/benchmarks/bench_schedule.py --repeat {args.repeat}"
+               + (" --cache-bytecode" if args.cache_bytecode else ""))
     print(f"# abi-orchestration schedule and folder benchmark (repeat={args.repeat})")
     res: dict[str, Any] = {"machine": machine(), "repeat": args.repeat, "sources": SOURCES,
                            "files": FOLDER_FILES, "command": command}
     work = Path(tempfile.mkdtemp(prefix="abi-bench-schedule-"))
+    if args.cache_bytecode:
+        PYCACHE.append(work / "pycache")
+    bytecode = ("cached (PYTHONPYCACHEPREFIX)" if PYCACHE else
+                "compiled from source at every start (PYTHONDONTWRITEBYTECODE is set)"
+                if os.environ.get("PYTHONDONTWRITEBYTECODE") else "as the environment caches it")
+    res["bytecode"] = bytecode
     try:
         (work / "tick").mkdir()
         (work / "files").mkdir()
@@ -471,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
             print("profiling the tick ...", file=sys.stderr, flush=True)
             cfg, ds = Path(t["config"]), work / "tick" / "tick-ds"
             res["profile"] = {"tick": profile_tick(cfg, ds, args.profile),
-                              "imports": profile_imports(cfg, ds, args.profile)}
+                              "imports": profile_imports(cfg, ds, args.profile),
+                              "cli": profile_cli(cfg, ds, args.profile)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -483,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
           f"`abi tick --json` afterwards: {t['tick_json']:.3f} s.")
     print(f"Folder: {FOLDER_FILES:,} files, {f['input_bytes'] / 1e6:.1f} MB; the cold run stored "
           f"{f['stored_bytes'] / 1e6:.1f} MB (copies, sidecars, state, run records).")
+    print(f"Bytecode of the children: {bytecode}.")
     print(f"min = best repeat; tick and `abi --help`: {TICK_RUNS} samples a repeat\n")
     print(table(t, f))
     print(f"\nReproduce: {command}")
@@ -492,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nin-process load_config + tick: first call {p['tick']['first_ms']:.1f} ms, warm "
               f"{p['tick']['warm_ms']:.1f} ms\n")
         print(p["tick"]["text"])
+        print(p["cli"]["text"])
     if args.json:
         args.json.write_text(json.dumps(res, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
         print(f"JSON written to {args.json}")
