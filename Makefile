@@ -66,6 +66,8 @@ lint: $(STAMP) ## Check the code with ruff
 bench: $(STAMP) ## Run the benchmarks and print the numbers quoted in docs/benchmarks.md
 	$(BIN)/python tests/benchmarks/bench_rss.py
 	$(BIN)/python tests/benchmarks/bench_api.py
+	$(BIN)/python tests/benchmarks/bench_db.py
+	$(BIN)/python tests/benchmarks/bench_schedule.py
 
 clean: ## Remove .venv and caches (the datastore is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

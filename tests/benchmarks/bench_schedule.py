@@ -118,6 +118,11 @@ def stats(samples: list[float]) -> dict[str, Any]:
     return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "samples": samples}
 
 
+def settle() -> None:
+    """Flush every pending write (untimed), so that no run pays for the previous one's writeback."""
+    os.sync()
+
+
 def _age(path: Path, seconds: float = 120) -> None:
     past = time.time() - seconds
     os.utime(path, (past, past))
@@ -271,6 +276,7 @@ def bench_files(repeat: int, work: Path) -> dict[str, Any]:
     for i in range(repeat):
         print(f"  repeat {i + 1}: bare copy loop ...", file=sys.stderr, flush=True)
         target = work / f"copy-{i}"
+        settle()
         res = baseline_run(work / "inbox", target)
         samples["baseline"].append(res["seconds"])
         samples["baseline_loop"].append(res["loop_s"])
@@ -279,6 +285,7 @@ def bench_files(repeat: int, work: Path) -> dict[str, Any]:
 
         print(f"  repeat {i + 1}: abi collect files cold ...", file=sys.stderr, flush=True)
         ds = work / f"files-ds-{i}"
+        settle()
         res, rec = files_run(config, ds)
         c = rec["counts"]
         check(c.get("new_files") == FOLDER_FILES and c.get("processed") == FOLDER_FILES,
@@ -288,6 +295,7 @@ def bench_files(repeat: int, work: Path) -> dict[str, Any]:
         stored = sum(p.stat().st_size for p in ds.rglob("*") if p.is_file())
 
         print(f"  repeat {i + 1}: abi collect files re-run ...", file=sys.stderr, flush=True)
+        settle()
         res, rec = files_run(config, ds)
         c = rec["counts"]
         check(c.get("unchanged_files") == FOLDER_FILES and c.get("processed") == 0 and not rec.get("files_written"),
