@@ -34,12 +34,9 @@ def iso(dt: datetime) -> str:
 
 
 def tool_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from storage import __version__
 
-    try:
-        return version("abi-orchestration")
-    except PackageNotFoundError:
-        return "0+unknown"
+    return __version__
 
 
 @dataclass
