@@ -41,9 +41,8 @@ _COMMON: dict[str, tuple[tuple[type, ...], bool]] = {
     "retry_max_wait": ((int, float), False),
     "user_agent": ((str,), False),
     "sensor": ((dict,), False),
-    "partitions": ((str,), False),
-    "start": ((str,), False),
 }
+_PARTITION_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {"partitions": ((str,), False), "start": ((str,), False)}
 SENSOR_TYPES = {"rss": "feeds", "api": "http", "db": "rows", "files": "files"}
 _KINDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "rss": {
@@ -52,8 +51,8 @@ _KINDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
         "concurrency": ((int,), False),
         "per_host": ((int,), False),
     },
-    "api": API_KEYS,
-    "db": DB_KEYS,
+    "api": {**API_KEYS, **_PARTITION_KEYS},
+    "db": {**DB_KEYS, **_PARTITION_KEYS},
     "files": FILES_KEYS,
 }
 _FEED_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -272,8 +271,6 @@ def _parse_partitions(table: dict[str, Any], kind: str, where: str) -> Partition
         if "start" in table:
             raise ConfigError(f"{where} key 'start' is the first partition: set partitions = \"daily\" too")
         return None
-    if kind not in ("api", "db"):
-        raise ConfigError(f"{where} partitions are for api and db sources")
     return parse_partitions(table["partitions"], table.get("start"), where)
 
 
