@@ -32,7 +32,6 @@ import bisect
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine  # tests/benchmarks/, the script's own folder
+from benchlib import check, machine, run_measured, stats  # tests/benchmarks/, the script's own folder
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -151,23 +150,7 @@ class ServerProcess:
 # --------------------------------------------------------------------------- measured children
 
 
-def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run `cmd`; return wall seconds, exit code, output and the child's own peak RSS (os.wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        timer = threading.Timer(RUN_TIMEOUT, proc.kill)
-        timer.start()
-        try:
-            _pid, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen from waiting again
-        out.seek(0)
-        err.seek(0)
-        return {"seconds": seconds, "code": proc.returncode, "stdout": out.read().decode(),
-                "stderr": err.read().decode(), "maxrss_mb": usage.ru_maxrss / 1024}  # KiB on Linux
+  # KiB on Linux
 
 
 def config_text(url: str, per_page: int = PER_PAGE) -> str:
@@ -204,11 +187,6 @@ print(json.dumps({"pages": pages, "records": records, "loop_s": time.perf_counte
 """
 
 
-def check(ok: bool, message: str) -> None:
-    if not ok:
-        raise SystemExit(f"bench: {message}")
-
-
 def abi_run(config: Path, ds_root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if k != "ABI_CONFIG"}
     env.update({"ABI_DATASTORE": str(ds_root), TOKEN_ENV: TOKEN})
@@ -221,10 +199,6 @@ def abi_run(config: Path, ds_root: Path) -> tuple[dict[str, Any], dict[str, Any]
     if isinstance(record, list):
         (record,) = record
     return res, record
-
-
-def stats(samples: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "samples": samples}
 
 
 def bench(repeat: int) -> dict[str, Any]:

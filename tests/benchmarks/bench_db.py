@@ -35,16 +35,13 @@ import json
 import os
 import shutil
 import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine  # tests/benchmarks/, the script's own folder
+from benchlib import check, machine, run_measured, stats  # tests/benchmarks/, the script's own folder
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
@@ -130,23 +127,7 @@ def query_plan(db: Path, sql: str, params: list[Any]) -> str:
 # --------------------------------------------------------------------------- measured children
 
 
-def run_measured(cmd: list[str], env: dict[str, str]) -> dict[str, Any]:
-    """Run `cmd`; return wall seconds, exit code, output and the child's own peak RSS (os.wait4)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        timer = threading.Timer(RUN_TIMEOUT, proc.kill)
-        timer.start()
-        try:
-            _pid, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            timer.cancel()
-        seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen from waiting again
-        out.seek(0)
-        err.seek(0)
-        return {"seconds": seconds, "code": proc.returncode, "stdout": out.read().decode(),
-                "stderr": err.read().decode(), "maxrss_mb": usage.ru_maxrss / 1024}  # KiB on Linux
+  # KiB on Linux
 
 
 BASELINE = r"""
@@ -170,11 +151,6 @@ else:
 conn.close()
 print(json.dumps({"rows": rows, "loop_s": time.perf_counter() - t0}))
 """
-
-
-def check(ok: bool, message: str) -> None:
-    if not ok:
-        raise SystemExit(f"bench: {message}")
 
 
 def child_env(ds_root: Path | None = None) -> dict[str, str]:
@@ -210,10 +186,6 @@ def help_run() -> dict[str, Any]:
     res = run_measured([str(ABI), "--help"], child_env())
     check(res["code"] == 0 and "collect" in res["stdout"], f"abi --help failed: {res['stderr'].strip()}")
     return res
-
-
-def stats(samples: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "samples": samples}
 
 
 def bench(repeat: int, work: Path) -> dict[str, Any]:

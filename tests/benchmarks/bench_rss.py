@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
-from benchlib import machine  # noqa: E402  (tests/benchmarks is the script's folder)
+from benchlib import check, machine  # noqa: E402  (tests/benchmarks is the script's folder)
 
 from collectors.demo import demo_config_text  # noqa: E402
 from collectors.feeds import FeedParseError, parse_feed  # noqa: E402
@@ -108,11 +108,6 @@ def last_run_record(ds_root: Path, module: str = "abi") -> dict[str, Any]:
     if not runs:
         raise SystemExit(f"bench: no run record under {ds_root}")
     return json.loads(runs[-1].read_text(encoding="utf-8"))
-
-
-def check(ok: bool, message: str) -> None:
-    if not ok:
-        raise SystemExit(f"bench: {message}")
 
 
 @contextmanager

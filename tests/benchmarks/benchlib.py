@@ -19,3 +19,41 @@ def machine() -> dict[str, Any]:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform()}
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_measured(cmd: list[str], env: dict[str, str], *, timeout: float = 1800.0) -> dict[str, Any]:
+    """Run `cmd`; return wall seconds, exit code, output and the child's own peak RSS (os.wait4)."""
+    import subprocess
+    import tempfile
+    import threading
+    import time
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            _pid, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; keep Popen from waiting again
+        out.seek(0)
+        err.seek(0)
+        return {"seconds": seconds, "code": proc.returncode, "stdout": out.read().decode(),
+                "stderr": err.read().decode(), "maxrss_mb": usage.ru_maxrss / 1024}
+
+
+def check(ok: bool, message: str) -> None:
+    if not ok:
+        raise SystemExit(f"bench: {message}")
+
+
+def stats(samples: list[float]) -> dict[str, Any]:
+    import statistics
+
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "samples": samples}
