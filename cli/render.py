@@ -91,9 +91,16 @@ def _plain(value: Any) -> Any:
 
 
 def summary_line(record: dict[str, Any]) -> str:
-    c = record["counts"]
     if record["status"] == "skipped":
         return f"{record['source']}: skipped: {record['reason']}"
+    parts = _count_parts(record)
+    return (f"{record['source']}: {record['status']}: {', '.join(parts)} in {record['duration_s']:.2f}s "
+            f"(run {record['run_id']})")
+
+
+def _count_parts(record: dict[str, Any]) -> list[str]:
+    """The counts that say what a run of this kind did, in reading order."""
+    c = record["counts"]
     if record["kind"] == "files":
         parts = [f"{c.get('files', 0)} files", f"{c.get('new_files', 0)} new", f"{c.get('changed_files', 0)} changed",
                  f"{c.get('unchanged_files', 0)} unchanged", f"{c.get('waiting', 0)} waiting"]
@@ -101,8 +108,7 @@ def summary_line(record: dict[str, Any]) -> str:
             parts.append(f"{c['quarantined']} quarantined")
         if c.get("records"):
             parts.append(f"{c['records']} records ({c.get('new', 0)} new, {c.get('updated', 0)} updated)")
-        return (f"{record['source']}: {record['status']}: {', '.join(parts)} in {record['duration_s']:.2f}s "
-                f"(run {record['run_id']})")
+        return parts
     if record["kind"] in ("api", "db"):
         unit = "pages" if record["kind"] == "api" else "batches"
         parts = [f"{c.get(unit, 0)} {unit}", f"{c.get('records', 0)} records", f"{c.get('new', 0)} new",
@@ -116,15 +122,13 @@ def summary_line(record: dict[str, Any]) -> str:
             wm = f"{_plain(wm['cursor'])} / {', '.join(str(_plain(k)) for k in wm['key'])}"
         if wm is not None:
             parts.append(f"watermark {wm}")
-        return (f"{record['source']}: {record['status']}: {', '.join(parts)} in {record['duration_s']:.2f}s "
-                f"(run {record['run_id']})")
+        return parts
     parts = [f"{c.get('feeds', 0)} feeds", f"{c.get('new', 0)} new", f"{c.get('already_stored', 0)} already stored"]
     if c.get("not_modified"):
         parts.append(f"{c['not_modified']} not modified")
     if c.get("errors"):
         parts.append(f"{c['errors']} failed")
-    return (f"{record['source']}: {record['status']}: {', '.join(parts)} in {record['duration_s']:.2f}s "
-            f"(run {record['run_id']})")
+    return parts
 
 
 def run_records(records: list[dict[str, Any]], *, as_json: bool) -> None:
