@@ -275,6 +275,36 @@ def backfill_cmd(
     raise typer.Exit(_exit_code(records))
 
 
+@app.command("aggregate")
+def aggregate_cmd(
+    name: Annotated[str, typer.Option("--name", "-n", help="The [aggregates.NAME] to build.")],
+    full: Annotated[bool, typer.Option("--full", help="Rebuild from every input record instead of folding in "
+                                                      "only what the inputs added (same bytes either way).")] = False,
+    formats: Annotated[list[str] | None, typer.Option("--format", "-f", help="Also write this format: csv "
+                                                                             "(JSON Lines is always written).")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for a running build of the same aggregate "
+                                                      "instead of recording this run as skipped.")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Combine several sources (or aggregates) into one dataset, one record per key.
+
+    Reads only what the inputs added since the last run; writes processed_data/NAME/NAME.jsonl
+    sorted by key, with a .meta.json sidecar listing each input and the state it was read at.
+    """
+    from bridges.aggregate import aggregate
+    from cli import render
+    from storage.config import load_config
+
+    cfg = _guard(lambda: load_config(config))
+    wanted = ("jsonl", *[f.lower() for f in formats or [] if f.lower() != "jsonl"])
+    with render.feed_progress(enabled=not json_out) as progress:
+        record = _guard(lambda: aggregate(config=cfg, name=name, full=full, formats=wanted, wait=wait,
+                                          command=sys.argv[:], progress=progress))
+    render.run_records([record], as_json=json_out)
+    raise typer.Exit(_exit_code([record]))
+
+
 @app.command("status")
 def status_cmd(
     module: Annotated[str | None, typer.Option("--module", "-m", help="Only sources of this module.")] = None,

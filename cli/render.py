@@ -101,6 +101,19 @@ def summary_line(record: dict[str, Any]) -> str:
 def _count_parts(record: dict[str, Any]) -> list[str]:
     """The counts that say what a run of this kind did, in reading order."""
     c = record["counts"]
+    details = record.get("details") or {}
+    if record["kind"] == "aggregate":
+        mode = details.get("mode", "incremental")
+        if details.get("full_reason"):
+            mode += f" ({details['full_reason']})"
+        return [f"{c.get('records_read', 0)} records read", f"{c.get('new', 0)} new keys",
+                f"{c.get('updated', 0)} updated", f"{c.get('records', 0)} in the dataset", mode]
+    if record["kind"] == "bridge":
+        mode = details.get("mode", "incremental")
+        if details.get("full_reason"):
+            mode += f" ({details['full_reason']})"
+        return [f"{c.get('records_read', 0)} records read", f"{c.get('triples_added', 0)} triples added",
+                f"{c.get('triples', 0)} in the graph", mode]
     if record["kind"] == "files":
         parts = [f"{c.get('files', 0)} files", f"{c.get('new_files', 0)} new", f"{c.get('changed_files', 0)} changed",
                  f"{c.get('unchanged_files', 0)} unchanged", f"{c.get('waiting', 0)} waiting"]

@@ -71,7 +71,7 @@ def run_demo(*, root: Path, rounds: int = 2, items: int = 20, progress: Progress
     api = SampleAPI(records=120, token=os.environ[TOKEN_ENV])
     with FeedServer(port=port) as server:
         for query in DEMO_QUERIES:
-            server.set_feed(feed_path(query), sample_rss(query, items=items))
+            server.set_feed(feed_path(query), sample_rss(query, items=items, shared=5))
         api.mount(server, API_PREFIX)
         text = demo_config_text(server.base_url)
         config_path = write_bytes(ds.root / "demo.toml", text.encode())

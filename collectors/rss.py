@@ -26,7 +26,7 @@ from storage.paths import Datastore
 from storage.records import plan_names, publish_records, refresh_folder_sidecar
 from storage.redact import redact_text, redact_url
 from storage.runs import Run, iso, utcnow
-from storage.state import load_state, save_state, write_journal
+from storage.state import load_state, save_state, take_recovered, write_journal
 
 FEED_ACCEPT = ("application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
                "application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5")
@@ -69,6 +69,10 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, force: bool,
     seen: dict[str, list[str]] = state.setdefault("seen", {})
     folder = ds.data_dir(src.module, src.name, src.path)
     remove_stale_temp_files(folder)
+    for recovered in take_recovered(state):  # published by a run that died before its record: list them here
+        run.files += [ds.relative(ds.module_dir(src.module) / rel) for rel in recovered.get("files", [])]
+        run.warnings.append(f"recovered {len(recovered.get('files', []))} entries published by run "
+                            f"{recovered.get('run_id')}, which was interrupted")
 
     for key in ("feeds", "new", "already_stored", "errors"):
         run.counts.setdefault(key, 0)

@@ -26,8 +26,12 @@ DEMO_QUERIES = ("Ontology", "AI", "Palantir", "LLM", "Elon Musk", "OpenAI", "Goo
 _EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
-def sample_rss(query: str, *, items: int = 20, first: int = 0, start: datetime = _EPOCH) -> bytes:
-    """An RSS 2.0 news search result for `query` with items first..first+items-1 (newest first)."""
+def sample_rss(query: str, *, items: int = 20, first: int = 0, start: datetime = _EPOCH, shared: int = 0) -> bytes:
+    """An RSS 2.0 news search result for `query` with items first..first+items-1 (newest first).
+
+    With `shared` = k, every k-th item is a top story that every query finds (same
+    URL in every feed), as real searches overlap: what an aggregate merges by URL.
+    """
     slugq = quote(query.lower().replace(" ", "-"))
     parts = [
         '<?xml version="1.0" encoding="utf-8"?>',
@@ -37,12 +41,13 @@ def sample_rss(query: str, *, items: int = 20, first: int = 0, start: datetime =
         f"<description>Sample search results for {escape(query)}</description>",
     ]
     for n in reversed(range(first, first + items)):
-        article = f"https://news.example.org/{slugq}/story-{n}?utm_source=rss"
+        top = shared and n % shared == 0
+        article = f"https://news.example.org/{'top' if top else slugq}/story-{n}?utm_source=rss"
         link = ("http://www.bing.com/news/apiclick.aspx?ref=FexRss&aid=&tid=sample"
                 f"&url={quote(article, safe='')}&c=123&mkt=en-us")
         when = format_datetime(start + timedelta(minutes=17 * n), usegmt=True)
         parts.append(
-            f"<item><title>{escape(query)} story {n}: what changed this week</title>"
+            f"<item><title>{'Top' if top else escape(query)} story {n}: what changed this week</title>"
             f"<link>{escape(link)}</link>"
             f"<description>Summary of story {n} about {escape(query)}.</description>"
             f"<pubDate>{when}</pubDate><News:Source>Example Wire</News:Source></item>")

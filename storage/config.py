@@ -17,11 +17,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from storage.api_config import API_KEYS, ApiConfig, parse_api
+from storage.config_checks import check_keys
 from storage.db_config import DB_KEYS, DbConfig, parse_db
 from storage.errors import ConfigError
 from storage.files_config import FILES_KEYS, FilesConfig, parse_files
 from storage.partitions import Partitions, parse_partitions
 from storage.paths import NAME_RE, Datastore, resolve_root
+from storage.pipeline_config import (
+    AggregateConfig,
+    BridgeConfig,
+    TripleStoreConfig,
+    check_references,
+    parse_aggregate,
+    parse_bridge,
+    parse_triplestore,
+)
 from storage.redact import redact_url
 
 CONFIG_NAME = "abi.toml"
@@ -60,7 +70,7 @@ _FEED_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "query": ((str,), False),
     "name": ((str,), False),
 }
-_TOP_KEYS = {"datastore", "sources"}
+_TOP_KEYS = {"datastore", "sources", "aggregates", "bridges", "triplestore"}
 _BOUNDS: dict[str, tuple[float, float]] = {
     "timeout": (0.1, 600), "retry_max_wait": (0.01, 3600), "retries": (0, 20),
     "max_bytes": (1024, 2**31), "concurrency": (1, 256), "per_host": (1, 64),
@@ -126,6 +136,28 @@ class Config:
     path: Path
     datastore: Datastore
     sources: dict[str, SourceConfig] = field(default_factory=dict)
+    aggregates: dict[str, AggregateConfig] = field(default_factory=dict)
+    bridges: dict[str, BridgeConfig] = field(default_factory=dict)
+    triplestore: TripleStoreConfig = field(default_factory=TripleStoreConfig)
+
+    def module_of(self, name: str) -> str:
+        """The module of a source, aggregate or bridge (its data and run records live there)."""
+        for table in (self.sources, self.aggregates, self.bridges):
+            if name in table:
+                return table[name].module
+        raise KeyError(name)
+
+    def aggregate(self, name: str) -> AggregateConfig:
+        if name not in self.aggregates:
+            known = ", ".join(sorted(self.aggregates)) or "none; see [aggregates.NAME] in the README"
+            raise ConfigError(f"{self.path}: no aggregate named {name!r} (configured: {known})")
+        return self.aggregates[name]
+
+    def bridge(self, name: str) -> BridgeConfig:
+        if name not in self.bridges:
+            known = ", ".join(sorted(self.bridges)) or "none; see [bridges.NAME] in the README"
+            raise ConfigError(f"{self.path}: no bridge named {name!r} (configured: {known})")
+        return self.bridges[name]
 
     def select(self, *, source: str | None = None, module: str | None = None,
                kind: str | None = None) -> list[SourceConfig]:
@@ -203,28 +235,24 @@ def parse_config(raw: dict[str, Any], *, file: Path) -> Config:
             raise ConfigError(f"{file}: [sources.{src.name}] writes to the same folder as [sources.{outputs[where]}] "
                               f"({where[0]}/{where[1]}): give it its own 'path'")
         outputs[where] = src.name
+    tables = {}
+    for key in ("aggregates", "bridges"):
+        tables[key] = raw.get(key, {})
+        if not isinstance(tables[key], dict):
+            raise ConfigError(f"{file}: {key!r} must be a table of [{key}.NAME] tables")
+    aggregates = {name: parse_aggregate(name, t, file) for name, t in tables["aggregates"].items()}
+    bridges = {name: parse_bridge(name, t, file) for name, t in tables["bridges"].items()}
+    check_references(file=file, sources=sources, aggregates=aggregates, bridges=bridges)
+    for agg in aggregates.values():
+        where = (agg.module, agg.folder)
+        if where in outputs:
+            raise ConfigError(f"{file}: [aggregates.{agg.name}] writes to the same folder as "
+                              f"[sources.{outputs[where]}] ({where[0]}/{where[1]}): give it its own 'path'")
+        outputs[where] = agg.name
+    triplestore = parse_triplestore(raw["triplestore"], file) if "triplestore" in raw else TripleStoreConfig()
     root = resolve_root(config_dir=file.parent.absolute(), configured=datastore)
-    return Config(path=file, datastore=Datastore(root), sources=sources)
-
-
-def _check_keys(table: dict[str, Any], schema: dict[str, tuple[tuple[type, ...], bool]], where: str) -> None:
-    for key, value in table.items():
-        if key not in schema:
-            raise ConfigError(f"{where} unknown key {key!r} (allowed: {', '.join(sorted(schema))})")
-        types, _ = schema[key]
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            raise ConfigError(f"{where} key {key!r} must be {_type_names(types)}, not {type(value).__name__}")
-    for key, (_, required) in schema.items():
-        if required and key not in table:
-            raise ConfigError(f"{where} missing required key {key!r}")
-
-
-def _type_names(types: tuple[type, ...]) -> str:
-    if set(types) == {int, float}:
-        return "a number"
-    names = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a table",
-             bool: "true or false"}
-    return " or ".join(names.get(t, t.__name__) for t in types)
+    return Config(path=file, datastore=Datastore(root), sources=sources, aggregates=aggregates, bridges=bridges,
+                  triplestore=triplestore)
 
 
 def _parse_source(name: str, table: Any, file: Path, config_dir: Path) -> SourceConfig:
@@ -236,7 +264,7 @@ def _parse_source(name: str, table: Any, file: Path, config_dir: Path) -> Source
     kind = table.get("kind")
     if kind not in _KINDS:
         raise ConfigError(f"{where} key 'kind' must be one of: {', '.join(sorted(_KINDS))} (got {kind!r})")
-    _check_keys(table, {**_COMMON, **_KINDS[kind]}, where)
+    check_keys(table, {**_COMMON, **_KINDS[kind]}, where)
     table = _flatten_retries(table, where)
     if not NAME_RE.match(table["module"]):
         raise ConfigError(f"{where} key 'module' may use letters, digits, '_' and '-' only")
@@ -315,7 +343,7 @@ def _parse_feeds(feeds: list[Any], where: str) -> tuple[FeedConfig, ...]:
         at = f"{where} feeds[{i}]"
         if not isinstance(feed, dict):
             raise ConfigError(f"{at} must be a table like {{ url = \"https://...\", query = \"AI\" }}")
-        _check_keys(feed, _FEED_KEYS, at)
+        check_keys(feed, _FEED_KEYS, at)
         url = feed["url"].strip()
         try:
             parts = urlsplit(url)

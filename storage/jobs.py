@@ -41,6 +41,7 @@ def run_job(*, ds: Datastore, module: str, source: str, kind: str, command: list
         record = run.record()
         write_run_record(ds, record, interval_s=interval_s, summarize=partition is None)
         return record
+    run.restart()  # ids in lock order: a run that waited for the lock sorts after the one it waited for
     try:
         try:
             work(run)

@@ -62,9 +62,23 @@ class Run:
 
     def __post_init__(self) -> None:
         if not self.run_id:
-            # to the millisecond, so that run ids (and the files named after them) sort by time
-            stamp = self.started.strftime("%Y%m%dT%H%M%S") + f".{self.started.microsecond // 1000:03d}"
-            self.run_id = f"{stamp}Z-{self.source}-{secrets.token_hex(3)}"
+            self.run_id = self._new_id()
+
+    def _new_id(self) -> str:
+        # to the millisecond, so that run ids (and the files named after them) sort by time
+        stamp = self.started.strftime("%Y%m%dT%H%M%S") + f".{self.started.microsecond // 1000:03d}"
+        return f"{stamp}Z-{self.source}-{secrets.token_hex(3)}"
+
+    def restart(self) -> None:
+        """Take the start time and id again once the lock is held.
+
+        Runs of one source then get ids in the order they held its lock, and each
+        writes its record before releasing it, so "the runs after id X" read from
+        the run records never misses one that finishes later (aggregates rely on it).
+        """
+        self.started = utcnow()
+        self._t0 = time.monotonic()
+        self.run_id = self._new_id()
 
     def count(self, key: str, n: int = 1) -> None:
         self.counts[key] = self.counts.get(key, 0) + n

@@ -24,23 +24,31 @@ def load_state(ds: Datastore, module: str, source: str) -> dict[str, Any]:
     journal_path = ds.journal_file(module, source)
     journal = read_json(journal_path)
     if journal and "seen" in journal:  # other journals are replayed by their job (see read_journal)
-        recovered = _recover(state, journal, ds.module_dir(module))
-        state.setdefault("recovered", []).append({"run_id": journal.get("run_id"), "ids": recovered})
+        files = _recover(state, journal, ds.module_dir(module))
+        # kept until a run takes them into its run record (see take_recovered): the record is the ledger of
+        # published files that aggregates and bridges read
+        state.setdefault("recovered", []).append({"run_id": journal.get("run_id"), "files": files})
         save_state(ds, module, source, state)
     return state
 
 
-def _recover(state: dict[str, Any], journal: dict[str, Any], module_dir: Path) -> int:
+def _recover(state: dict[str, Any], journal: dict[str, Any], module_dir: Path) -> list[str]:
+    """Fold in the ids whose files were published; return those files (relative to the module)."""
     seen = state.setdefault("seen", {})
-    count = 0
+    files = []
     for group, items in journal.get("seen", {}).items():
         known = set(seen.get(group, []))
         for key, rel in items:
             if key not in known and (module_dir / rel).is_file():
                 known.add(key)
-                count += 1
+                files.append(rel)
         seen[group] = sorted(known)
-    return count
+    return files
+
+
+def take_recovered(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The recoveries not yet reported by a run: {run_id, files}; the caller lists them in its run record."""
+    return state.pop("recovered", [])
 
 
 def read_journal(ds: Datastore, module: str, source: str) -> dict[str, Any] | None:
