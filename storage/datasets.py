@@ -9,9 +9,12 @@ journal, so a run that dies after publishing is finished by the next one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
+import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,20 +81,65 @@ def json_default(value: Any) -> Any:
     return str(value)
 
 
-def serialize(record: Any, *, sort_keys: bool = True) -> tuple[str, str]:
-    """(stored line, content digest): one serialisation serves both.
-
-    Keys are sorted for records whose key order may vary (JSON APIs); database
-    rows keep their column order, which the query fixes, and skip the sort.
-    """
+@functools.cache
+def _orjson() -> tuple[Any, tuple[type[BaseException], ...], int]:
     import orjson  # several times faster than json.dumps, which is the cost of a large load
 
+    return orjson.dumps, (TypeError, orjson.JSONEncodeError), orjson.OPT_SORT_KEYS
+
+
+def encode(record: Any, sort_keys: bool = True) -> bytes:
+    """The bytes of a record's stored line (no newline). Keys are sorted for records whose key order
+    may vary (JSON APIs); database rows keep their column order, which the query fixes."""
+    dumps, fails, sorted_ = _orjson()
     try:
-        raw = orjson.dumps(record, default=json_default, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
-    except (TypeError, orjson.JSONEncodeError):  # integers beyond 64 bits, non-string keys: the standard encoder
-        raw = json.dumps(record, ensure_ascii=False, sort_keys=sort_keys, separators=(",", ":"),
-                         default=json_default).encode()
-    return raw.decode(), hashlib.sha256(raw).hexdigest()[:32]
+        return dumps(record, default=json_default, option=sorted_ if sort_keys else 0)
+    except fails:  # integers beyond 64 bits, non-string keys: the standard encoder
+        return json.dumps(record, ensure_ascii=False, sort_keys=sort_keys, separators=(",", ":"),
+                          default=json_default).encode()
+
+
+def encode_batch(records: list[Any], primary_key: tuple[str, ...], sort_keys: bool,
+                 where: str) -> tuple[list[bytes], list[str], list[int]]:
+    """Each record's stored line, key and content hash (`line_hash`), a batch at a time.
+
+    The same as `encode`, `record_key` and `line_hash` record by record, with the common cases (orjson
+    takes every record, one integer or text primary key) done in list comprehensions: this is the
+    per-row cost of a large load.
+    """
+    dumps, fails, sorted_ = _orjson()
+    option = sorted_ if sort_keys else 0
+    try:
+        raws = [dumps(record, default=json_default, option=option) for record in records]
+    except fails:
+        raws = [encode(record, sort_keys) for record in records]
+    sha256, from_bytes = hashlib.sha256, int.from_bytes
+    if not primary_key:
+        digests = [sha256(raw).digest() for raw in raws]
+        keys = ["sha:" + digest[:16].hex() for digest in digests]
+        return raws, keys, [from_bytes(digest[:8], "big", signed=True) for digest in digests]
+    hashes = [from_bytes(sha256(raw).digest()[:8], "big", signed=True) for raw in raws]
+    keys = None
+    if len(primary_key) == 1:
+        name = primary_key[0]
+        try:
+            values = [record[name] for record in records]
+        except (KeyError, TypeError, IndexError):  # not every record is an object with the key
+            values = None
+        else:
+            types = set(map(type, values))
+            if types == {int}:
+                keys = [f"i:{value}" for value in values]
+            elif types == {str}:
+                keys = ["s:" + value for value in values]
+    if keys is None:
+        keys = [record_key(primary_key, record, "", where) for record in records]
+    return raws, keys, hashes
+
+
+def line_hash(raw: bytes) -> int:
+    """What the key index keeps of a stored line: the first 8 bytes of its SHA-256, as a signed integer."""
+    return int.from_bytes(hashlib.sha256(raw).digest()[:8], "big", signed=True)
 
 
 def record_key(primary_key: tuple[str, ...], record: Any, digest: str, where: str) -> str:
@@ -153,42 +201,83 @@ class RecordSink:
         self.index.begin(self.run.run_id)
         if self.spec.write == "append":
             self.writer = JsonLinesWriter(self.target)
+            self.index.bulk_start()  # an empty index (a first run): every record is new, checked at the end
+
+    def _encoded(self, records: list[Any], where: str) -> tuple[list[bytes], list[str], list[int]]:
+        return encode_batch(records, self.spec.primary_key, self.spec.sort_keys, where)
 
     def peek(self, records: list[Any], where: str) -> dict[str, int]:
         """What `add` would say, without staging anything (dry runs)."""
         verdicts: dict[str, int] = {}
-        for record in records:
-            digest = serialize(record, sort_keys=self.spec.sort_keys)[1]
-            verdict = self.index.peek(record_key(self.spec.primary_key, record, digest, where), digest)
+        _, keys, hashes = self._encoded(records, where)
+        for key, digest in zip(keys, hashes, strict=True):
+            verdict = self.index.peek(key, digest)
             verdicts[verdict] = verdicts.get(verdict, 0) + 1
         return verdicts
 
     def add(self, records: list[Any], where: str) -> None:
         """Classify a batch, write (append) or stage (merge, replace) what must be kept."""
         spec, run = self.spec, self.run
-        lines, pairs = [], []
-        sort_keys = spec.sort_keys
-        for record in records:
-            line, digest = serialize(record, sort_keys=sort_keys)
-            lines.append(line)
-            pairs.append((record_key(spec.primary_key, record, digest, where), digest))
-        verdicts = self.index.classify_many(pairs)
+        raws, keys, hashes = self._encoded(records, where)
         run.count("records", len(records))
-        for record, line, (key, _), verdict in zip(records, lines, pairs, verdicts, strict=True):
+        if self.index.bulk:  # a first run: all new, unless a key comes twice (see _end_bulk)
+            if self.index.bulk_add(keys, hashes):
+                self.writer.write_lines(raws)
+                run.count(NEW, len(records))
+                if spec.cursor_field:
+                    for record in records:
+                        if isinstance(record, dict):
+                            self.mark.see(record.get(spec.cursor_field))
+                return
+            self._end_bulk()  # this batch cannot be staged: build the index so far, go on the ordinary way
+        self._keep(records, raws, keys, self.index.classify_many(keys, hashes))
+
+    def _keep(self, records: Iterable[Any], raws: list[bytes], keys: list[str], verdicts: list[str]) -> None:
+        spec, run = self.spec, self.run
+        for record, raw, key, verdict in zip(records, raws, keys, verdicts, strict=True):
             if verdict == REPEATED:
                 run.count("repeated")
                 continue
             run.count(verdict)
             if spec.write == "replace" or (spec.write == "merge" and verdict in (NEW, UPDATED)):
-                self.index.stage_line(key, line)  # keyed: a record seen twice in one run is written once
+                self.index.stage_line(key, raw.decode())  # keyed: a record seen twice in one run is written once
             elif verdict in (NEW, UPDATED):
-                self.writer.write_line(line)
+                self.writer.write_line(raw)
             if spec.cursor_field and isinstance(record, dict):
                 self.mark.see(record.get(spec.cursor_field))
+
+    def _end_bulk(self) -> None:
+        """Build the index of a first run from what it staged; if a key came twice, classify it again.
+
+        The written lines and the staged pairs are in the same order, one each per record: the lines
+        are read back from the temp file and written again the ordinary way (without the repeats)
+        into a new one, and the counts and the mark are made again.
+        """
+        if self.index.bulk_finish():
+            return
+        old, run = self.writer, self.run
+        old.close()
+        dups = old.tmp.with_name(f".{self.target.name}.dups.{os.getpid()}-{threading.get_native_id()}.tmp")
+        os.replace(old.tmp, dups)
+        try:
+            self.writer = JsonLinesWriter(self.target)
+            for key in (NEW, UPDATED, UNCHANGED):
+                run.counts[key] = 0
+            run.counts.pop("repeated", None)
+            self.mark = Mark()
+            lines = read_lines(dups)
+            for keys, hashes in self.index.bulk_pairs():
+                raws = [line.encode() for line in itertools.islice(lines, len(keys))]
+                records = [json.loads(raw) for raw in raws] if self.spec.cursor_field else [None] * len(raws)
+                self._keep(records, raws, keys, self.index.classify_many(keys, hashes))
+        finally:
+            dups.unlink(missing_ok=True)
 
     def publish(self) -> bool:
         """Make this run's output visible, or decide there is nothing to publish."""
         spec, run, index = self.spec, self.run, self.index
+        if index.bulk:
+            self._end_bulk()
         changed = run.counts[NEW] + run.counts[UPDATED]
         writer = self.writer
         if spec.write == "append":
@@ -200,9 +289,7 @@ class RecordSink:
             writer = JsonLinesWriter(self.target)
             if self.target.exists():
                 for line in read_lines(self.target):
-                    record = json.loads(line)
-                    key = record_key(spec.primary_key, record, serialize(record, sort_keys=spec.sort_keys)[1],
-                                     "stored dataset")
+                    (key,) = self._encoded([json.loads(line)], "stored dataset")[1]
                     staged = index.take_staged(key)
                     writer.write_line(staged if staged is not None else line)
             for line in index.remaining_staged():
@@ -263,9 +350,8 @@ class RecordSink:
                 digest_of_file = hashlib.sha256()
                 count = 0
                 for line in read_lines(path):
-                    record = json.loads(line)
-                    digest = serialize(record, sort_keys=spec.sort_keys)[1]
-                    self.index.upsert(record_key(spec.primary_key, record, digest, str(rel)), digest)
+                    _, (key,), (digest,) = self._encoded([json.loads(line)], str(rel))
+                    self.index.upsert(key, digest)
                     digest_of_file.update(line.encode() + b"\n")
                     count += 1
                 folded += count

@@ -87,15 +87,22 @@ class JsonLinesWriter:
         except OSError as exc:
             raise storage_error(exc, target) from exc
 
-    def write_line(self, line: str) -> None:
-        data = line.encode() + b"\n"
+    def write_line(self, line: str | bytes) -> None:
+        self._write((line.encode() if isinstance(line, str) else line) + b"\n", 1)
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Several encoded lines (without their newlines) in one write."""
+        if lines:
+            self._write(b"\n".join(lines) + b"\n", len(lines))
+
+    def _write(self, data: bytes, lines: int) -> None:
         try:
             self._fh.write(data)
         except OSError as exc:
             self.abort()
             raise storage_error(exc, self.target) from exc
         self._sha.update(data)
-        self.count += 1
+        self.count += lines
 
     @property
     def sha256(self) -> str:
@@ -112,6 +119,14 @@ class JsonLinesWriter:
             raise storage_error(exc, self.target) from exc
         fsync_dir(self.target.parent)
         return self.target
+
+    def close(self) -> None:
+        """Flush and close the temp file without publishing it (it stays where it is)."""
+        try:
+            self._fh.close()
+        except OSError as exc:
+            self.abort()
+            raise storage_error(exc, self.target) from exc
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):

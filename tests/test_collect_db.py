@@ -206,3 +206,45 @@ def test_a_time_lookback_on_a_numeric_cursor_is_a_clear_error(tmp_path) -> None:
     env.collect()
     code, record, _ = env.collect()
     assert code == 1 and "lookback" in record["error"]["message"] and "numeric cursor" in record["error"]["message"]
+
+
+def test_a_first_run_whose_query_repeats_rows_stores_each_once_and_indexes_every_key(tmp_path) -> None:
+    env = DbEnv(tmp_path, batch_size=3, extra='lookback = "2h"')  # 3: repeats in a batch and across two
+    env.config.write_text(env.config.read_text().replace(
+        'FROM events"', 'FROM events UNION ALL SELECT id, payload, updated_at FROM events WHERE id % 3 = 0"'))
+    env.insert([(i, f"p{i}", _ts(i)) for i in range(1, 31)])
+    code, record, err = env.collect()  # a first run: the index is built at the end; the repeats are found then
+    assert code == 0, err
+    assert (record["counts"]["records"], record["counts"]["new"], record["counts"]["repeated"]) == (40, 30, 10)
+    assert sorted(r["id"] for r in env.stored()) == list(range(1, 31))
+    code, record, _ = env.collect()  # the lookback reads them all again: every key is known
+    assert (record["counts"]["new"], record["counts"]["updated"], record["counts"]["unchanged"]) == (0, 0, 30)
+    assert record["files_written"] == []
+
+
+def test_a_key_index_written_by_the_first_format_keeps_every_row_known(tmp_path) -> None:
+    import hashlib
+
+    from storage.datasets import encode
+
+    env = DbEnv(tmp_path)
+    rows = [(i, f"p{i}", _ts(i)) for i in range(1, 21)]
+    env.insert(rows)
+    index = tmp_path / "storage/datastore/core/modules/app/orchestration/state/events.keys.sqlite"
+    index.parent.mkdir(parents=True)
+    with sqlite3.connect(index) as conn:  # the tables and hashes of the format before this one
+        conn.executescript("""
+            CREATE TABLE records (key TEXT PRIMARY KEY, hash TEXT NOT NULL, run_id TEXT) WITHOUT ROWID;
+            CREATE TABLE runs (run_id TEXT PRIMARY KEY, committed_at TEXT DEFAULT CURRENT_TIMESTAMP);
+            INSERT INTO runs (run_id) VALUES ('20240501T100000Z-events-abcdef');
+        """)
+        conn.executemany("INSERT INTO records VALUES (?, ?, '20240501T100000Z-events-abcdef')", [
+            (f"i:{i}", hashlib.sha256(encode({"id": i, "payload": p, "updated_at": t}, False)).hexdigest()[:32])
+            for i, p, t in rows])
+    conn.close()
+    code, record, err = env.collect("--full-refresh")
+    assert code == 0, err
+    assert (record["counts"]["new"], record["counts"]["unchanged"]) == (0, 20) and record["files_written"] == []
+    with sqlite3.connect(index) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    conn.close()
