@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 SOURCE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install collect-rss collect-api collect-db collect-files backfill tick up schedule-install schedule-remove status demo test lint bench clean
+.PHONY: help install collect collect-rss collect-api collect-db collect-files aggregate bridge all query backfill tick up schedule-install schedule-remove status demo test lint bench clean
+# What `make collect` (and so `make aggregate`, `make all`) collects first; add collect-api etc. as your sources need.
+COLLECT ?= collect-rss
 
 help: ## List the targets with a one-line description
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +37,19 @@ collect-db: $(STAMP) ## Collect the database sources of abi.toml (SOURCE=name fo
 
 collect-files: $(STAMP) ## Process new files of the watched folders in abi.toml (SOURCE=name for one)
 	$(ABI) collect files $(if $(SOURCE),--source $(SOURCE))
+
+collect: $(COLLECT) ## Run the collection targets listed in COLLECT (default: collect-rss)
+
+aggregate: collect ## Collect, then build every [aggregates.*] (each after the ones it reads)
+	$(ABI) aggregate
+
+bridge: aggregate ## Collect, aggregate, then write every [bridges.*] into the triple store
+	$(ABI) bridge
+
+all: bridge ## The whole chain in order: collect -> aggregate -> bridge
+
+query: $(STAMP) ## Count the articles per topic in the triple store (Q='SELECT ...' for your own)
+	$(ABI) query $(if $(Q),"$(Q)",'PREFIX schema: <http://schema.org/> PREFIX skos: <http://www.w3.org/2004/02/skos/core#> SELECT ?topic (COUNT(?a) AS ?articles) WHERE { ?a schema:about/skos:prefLabel ?topic } GROUP BY ?topic ORDER BY DESC(?articles)')
 
 backfill: $(STAMP) ## Collect partitions FROM..TO of SOURCE that are missing (SOURCE=x FROM=2024-01-01 TO=...)
 	$(ABI) backfill --source $(SOURCE) --from $(FROM) --to $(TO)

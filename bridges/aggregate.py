@@ -58,6 +58,33 @@ def aggregate(*, config: Config, name: str, full: bool = False, formats: tuple[s
                    command=command or ["abi", "aggregate", "--name", name], work=work, wait=wait)
 
 
+def aggregate_all(*, config: Config, full: bool = False, formats: tuple[str, ...] = ("jsonl",), wait: bool = False,
+                  command: list[str] | None = None, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Every configured aggregate, each after the aggregates it reads; one run record each."""
+    if not config.aggregates:
+        from storage.errors import UsageError
+
+        raise UsageError(f"{config.path}: no [aggregates.NAME] configured; see the README's Configuration section")
+    return [aggregate(config=config, name=name, full=full, formats=formats, wait=wait, command=command,
+                      progress=progress) for name in dependency_order(config)]
+
+
+def dependency_order(config: Config) -> list[str]:
+    """Aggregate names, each after its inputs (the configuration is checked to have no cycle)."""
+    done: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done or name not in config.aggregates:
+            return
+        for dep in config.aggregates[name].inputs:
+            visit(dep)
+        done.append(name)
+
+    for name in config.aggregates:
+        visit(name)
+    return done
+
+
 def output_path(config: Config, agg: AggregateConfig) -> Path:
     return config.datastore.module_dir(agg.module) / agg.folder / f"{agg.name}.jsonl"
 

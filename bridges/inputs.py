@@ -81,7 +81,8 @@ def describe(config: Config, name: str) -> InputInfo:
     src = config.sources[name]
     folder = ds.data_dir(src.module, src.name, src.path)  # for files sources, `path` holds its `output`
     if src.kind == "rss":
-        return InputInfo(name, src.module, "rss", "folder", folder, "key")
+        # no key: the same story stored by two feeds is two records (each with its own query), never updated
+        return InputInfo(name, src.module, "rss", "folder", folder, None)
     spec = {"api": src.api, "db": src.db, "files": src.files}[src.kind]
     write = getattr(spec, "write", "append")
     primary = tuple(getattr(spec, "primary_key", ()) or ())

@@ -49,6 +49,10 @@ def _guard(fn: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         typer.echo("error: interrupted", err=True)
         raise typer.Exit(130) from None
+    except BrokenPipeError:  # `abi query ... | head`: the reader has all it wants
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not complain again
+        raise typer.Exit(0) from None
     except Exception as exc:
         if os.environ.get("ABI_DEBUG"):
             raise
@@ -277,7 +281,8 @@ def backfill_cmd(
 
 @app.command("aggregate")
 def aggregate_cmd(
-    name: Annotated[str, typer.Option("--name", "-n", help="The [aggregates.NAME] to build.")],
+    name: Annotated[str | None, typer.Option("--name", "-n", help="The [aggregates.NAME] to build (default: "
+                                                                  "all, each after the ones it reads).")] = None,
     full: Annotated[bool, typer.Option("--full", help="Rebuild from every input record instead of folding in "
                                                       "only what the inputs added (same bytes either way).")] = False,
     formats: Annotated[list[str] | None, typer.Option("--format", "-f", help="Also write this format: csv "
@@ -292,17 +297,97 @@ def aggregate_cmd(
     Reads only what the inputs added since the last run; writes processed_data/NAME/NAME.jsonl
     sorted by key, with a .meta.json sidecar listing each input and the state it was read at.
     """
-    from bridges.aggregate import aggregate
+    from bridges.aggregate import aggregate, aggregate_all
     from cli import render
     from storage.config import load_config
 
     cfg = _guard(lambda: load_config(config))
     wanted = ("jsonl", *[f.lower() for f in formats or [] if f.lower() != "jsonl"])
+    options = {"config": cfg, "full": full, "formats": wanted, "wait": wait, "command": sys.argv[:]}
     with render.feed_progress(enabled=not json_out) as progress:
-        record = _guard(lambda: aggregate(config=cfg, name=name, full=full, formats=wanted, wait=wait,
-                                          command=sys.argv[:], progress=progress))
-    render.run_records([record], as_json=json_out)
-    raise typer.Exit(_exit_code([record]))
+        records = _guard(lambda: [aggregate(name=name, progress=progress, **options)] if name
+                         else aggregate_all(progress=progress, **options))
+    render.run_records(records, as_json=json_out)
+    raise typer.Exit(_exit_code(records))
+
+
+@app.command("bridge")
+def bridge_cmd(
+    name: Annotated[str | None, typer.Option("--name", "-n", help="The [bridges.NAME] to run (default: all).")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Rebuild the whole named graph from every input record "
+                                                      "(drops the triples of records removed upstream).")] = False,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for a running run of the same bridge instead of "
+                                                      "recording this run as skipped.")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Turn stored records into RDF triples with a pipeline and write them to the bridge's named graph.
+
+    The store is the embedded Oxigraph store under the datastore unless $ABI_TRIPLESTORE (or
+    `store`) names a SPARQL 1.1 server. New records are added; a changed or removed record
+    rebuilds the graph, which is swapped in as a unit. Running it twice changes nothing.
+    """
+    from bridges.rdf import bridge, bridge_all
+    from cli import render
+    from storage.config import load_config
+
+    cfg = _guard(lambda: load_config(config))
+    options = {"config": cfg, "full": full, "wait": wait, "command": sys.argv[:]}
+    with render.feed_progress(enabled=not json_out) as progress:
+        records = _guard(lambda: [bridge(name=name, progress=progress, **options)] if name
+                         else bridge_all(progress=progress, **options))
+    render.run_records(records, as_json=json_out)
+    raise typer.Exit(_exit_code(records))
+
+
+@app.command("query")
+def query_cmd(
+    sparql: Annotated[str | None, typer.Argument(help="The SPARQL query (or use --file).", show_default=False)] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Read the query from this file (.rq).")] = None,
+    graph: Annotated[str | None, typer.Option("--graph", "-g", help="Query only this named graph (a bridge name "
+                                                                    "or an IRI); default: all graphs.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table (default on a terminal), json, csv or tsv "
+                                                            "(SPARQL results formats).")] = "table",
+    config: ConfigOpt = None,
+) -> None:
+    """Run a SPARQL query against the configured triple store and print the results.
+
+    Read-only: it runs while a bridge writes and sees the store before or after that write.
+    """
+    from bridges.query import read_query, run_query
+    from cli import render
+    from storage.config import load_config
+
+    cfg = _guard(lambda: load_config(config))
+    text = _guard(lambda: read_query(text=sparql, file=file))
+    output = _guard(lambda: run_query(config=cfg, sparql=text, graph=graph))
+    _guard(lambda: render.query(output, fmt=fmt.lower()))
+
+
+@app.command("export")
+def export_cmd(
+    graph: Annotated[str, typer.Option("--graph", "-g", help="The named graph: a bridge name or an IRI.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="turtle, ntriples or nquads.")] = "turtle",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (atomically) "
+                                                                       "instead of stdout.")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write one named graph of the triple store as Turtle, N-Triples or N-Quads."""
+    from bridges.query import export_graph
+    from storage.config import load_config
+
+    cfg = _guard(lambda: load_config(config))
+    if output is None:
+        count = _guard(lambda: export_graph(config=cfg, graph=graph, fmt=fmt.lower(), out=sys.stdout.buffer))
+    else:
+        import io
+
+        from storage.atomic import write_bytes
+
+        buffer = io.BytesIO()
+        count = _guard(lambda: export_graph(config=cfg, graph=graph, fmt=fmt.lower(), out=buffer))
+        _guard(lambda: write_bytes(output, buffer.getvalue()))
+    typer.echo(f"{count} triples", err=True)
 
 
 @app.command("status")

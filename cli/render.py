@@ -236,7 +236,47 @@ def demo(result: dict[str, Any], *, as_json: bool) -> None:
     out.print(f"{result['requests']} HTTP requests in all; entries are in "
               f"{result['datastore']}/core/modules/abi/orchestration/rss_feed/, articles in "
               f"{result['datastore']}/core/modules/abi/raw_data/sample_api/\n", markup=False)
+    for record in result.get("stages", []):
+        out.print(f"{record['kind']}: " + summary_line(record), style=_STYLE.get(record["status"]), markup=False)
+    if result.get("topics"):
+        top = ", ".join(f"{t['topic']} {t['articles']}" for t in result["topics"])
+        out.print(f"articles per topic in the knowledge graph (top 5): {top}\n", markup=False)
     status(result["status"], as_json=False)
     out.print(f"\nNext: .venv/bin/abi status --config {result['config']}   (or --json); "
+              f".venv/bin/abi query --config {result['config']} 'SELECT ...'; "
               f"the run records are in {result['datastore']}/core/modules/abi/orchestration/history/runs/",
               markup=False)
+
+
+def query(output: Any, *, fmt: str) -> None:
+    """SPARQL results: a table for people, the standard formats for scripts."""
+    from storage.errors import UsageError
+
+    if fmt != "table":
+        if output.kind == "graph" and fmt in ("json", "csv", "tsv"):
+            raise UsageError("a CONSTRUCT or DESCRIBE query gives triples: use --format ntriples or turtle")
+        if fmt not in ("json", "csv", "tsv", "ntriples", "turtle"):
+            raise UsageError(f"unknown --format {fmt!r}: use table, json, csv or tsv (ntriples, turtle for "
+                             "CONSTRUCT)")
+        sys.stdout.buffer.write(output.serialize(fmt))
+        sys.stdout.flush()
+        return
+    if output.kind == "ask":
+        sys.stdout.write(f"{output.rows[0][0]}\n")
+        return
+    if not sys.stdout.isatty():  # piped: tab-separated text, one row per line
+        sys.stdout.write("\t".join(output.variables) + "\n")
+        for row in output.rows:
+            sys.stdout.write("\t".join("" if c is None else " ".join(c.split()) for c in row) + "\n")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for var in output.variables:
+        table.add_column(var)
+    for row in output.rows:  # Text: collected values are shown as they are, never read as rich markup
+        table.add_row(*(Text("" if c is None else c) for c in row))
+    console = _console()
+    console.print(table)
+    console.print(f"{len(output.rows)} row{'s' if len(output.rows) != 1 else ''}", style="dim")

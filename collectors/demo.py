@@ -40,7 +40,25 @@ def demo_config_text(base_url: str, *, interval: str = "30s") -> str:
         'kind = "rss"\nmodule = "abi"\npath = "orchestration/rss_feed"\n'
         f'interval = "{interval}"\nretries = 1\nretry_max_wait = 1\n'
         f"feeds = [\n{feeds}\n]\n\n"
-        f"{api_source_text(base_url)}")
+        f"{api_source_text(base_url)}\n{pipeline_text()}")
+
+
+def pipeline_text() -> str:
+    """The news aggregate and bridge (also shipped in abi.toml): collection -> dataset -> knowledge graph."""
+    return (
+        "[aggregates.news_articles]\n"
+        'module = "abi"\ninputs = ["news"]\nkey = "url"\n'
+        'combine = { query = "list", title = "latest" }\n\n'
+        "[aggregates.news_articles.fields]\n"
+        'title = "title"\npublished = "published"\nsummary = "summary"\nquery = "feed.query"\n'
+        'publisher = "raw.news_source"\nsource = "source"\nrun_id = "run_id"\n\n'
+        "[bridges.news_graph]\n"
+        'module = "abi"\ninput = "news_articles"\npipeline = "builtin:news"\n')
+
+
+TOPICS_QUERY = ("PREFIX schema: <http://schema.org/> PREFIX skos: <http://www.w3.org/2004/02/skos/core#> "
+                "SELECT ?topic (COUNT(?a) AS ?articles) WHERE { ?a schema:about/skos:prefLabel ?topic } "
+                "GROUP BY ?topic ORDER BY DESC(?articles) ?topic")
 
 
 def api_source_text(base_url: str) -> str:
@@ -76,7 +94,8 @@ def run_demo(*, root: Path, rounds: int = 2, items: int = 20, progress: Progress
         text = demo_config_text(server.base_url)
         config_path = write_bytes(ds.root / "demo.toml", text.encode())
         parsed = parse_config(tomllib.loads(text), file=config_path)
-        config = Config(path=config_path, datastore=ds, sources=parsed.sources)
+        config = Config(path=config_path, datastore=ds, sources=parsed.sources, aggregates=parsed.aggregates,
+                        bridges=parsed.bridges)
         runs = []
         for n in range(rounds):
             if n:
@@ -84,7 +103,15 @@ def run_demo(*, root: Path, rounds: int = 2, items: int = 20, progress: Progress
                 api.add(2)
             runs.append(collect_rss(config=config, command=["abi", "demo"], progress=progress)[0])
             runs.append(collect_api(config=config, command=["abi", "demo"], progress=progress)[0])
-        result = {"config": str(config_path), "datastore": str(ds.root), "runs": runs,
+        from bridges.aggregate import aggregate
+        from bridges.query import run_query
+        from bridges.rdf import bridge
+
+        stages = [aggregate(config=config, name="news_articles", command=["abi", "demo"]),
+                  bridge(config=config, name="news_graph", command=["abi", "demo"])]
+        topics = run_query(config=config, sparql=TOPICS_QUERY)
+        result = {"config": str(config_path), "datastore": str(ds.root), "runs": runs, "stages": stages,
+                  "topics": [dict(zip(topics.variables, row, strict=True)) for row in topics.rows[:5]],
                   "requests": server.count(), "status": source_status(config=config),
                   "server": server.base_url}
         if serve is not None:

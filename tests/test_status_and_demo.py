@@ -67,6 +67,12 @@ def test_demo_runs_offline_twice_and_shows_status(tmp_path: Path) -> None:
     assert [row["last_status"] for row in demo["status"]] == ["success", "success"]
     files = list((tmp_path / "demo" / "core/modules/abi/orchestration/rss_feed").glob("*.json"))
     assert len(files) == 300
+    aggregate, bridge = demo["stages"]
+    # every 5th story of each feed is a top story all 15 searches find: 15 x 16 + 4 distinct URLs
+    assert (aggregate["status"], aggregate["counts"]["records_read"], aggregate["counts"]["records"]) == (
+        "success", 300, 244)
+    assert bridge["status"] == "success" and bridge["counts"]["records_mapped"] == 244
+    assert demo["topics"][0] == {"topic": "AI", "articles": "20"}
     text = run_cli("demo", "--datastore", str(tmp_path / "demo2")).stdout
     assert "run 2: news: success: 15 feeds, 0 new" in text and "SOURCE" in text
     assert "run 2: sample_api: success: 1 pages, 6 records, 2 new, 3 updated" in text
@@ -75,7 +81,8 @@ def test_demo_runs_offline_twice_and_shows_status(tmp_path: Path) -> None:
 def test_every_command_has_help_and_is_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
     commands = [["collect", "rss"], ["collect", "api"], ["collect", "db"], ["collect", "files"], ["tick"],
-                ["schedule"], ["backfill"], ["status"], ["demo"], ["version"]]
+                ["schedule"], ["backfill"], ["aggregate"], ["bridge"], ["query"], ["export"], ["status"], ["demo"],
+                ["version"]]
     for cmd in commands:
         result = run_cli(*cmd, "--help")
         assert result.exit_code == 0
@@ -134,3 +141,16 @@ def test_shipped_sample_api_source_matches_the_demo() -> None:
     demo = tomllib.loads(api_source_text(f"http://127.0.0.1:{SERVE_PORT}"))["sources"]["sample_api"]
     shipped.pop("description")
     assert shipped == demo
+
+
+def test_shipped_news_aggregate_and_bridge_match_the_demo() -> None:
+    import tomllib
+
+    from collectors.demo import pipeline_text
+
+    shipped = tomllib.loads((REPO / "abi.toml").read_text())
+    demo = tomllib.loads(pipeline_text())
+    for table in ("aggregates", "bridges"):
+        for item in shipped[table].values():
+            item.pop("description")
+        assert shipped[table] == demo[table]
