@@ -101,12 +101,18 @@ def _bridge(config: Config, b: BridgeConfig, run: Run, *, full: bool, progress: 
         reason = "first run"
     elif state.get("fingerprint") != _fingerprint(config, b):
         reason = "the bridge's definition changed"
+    store = open_configured_store(config, b)
+    if reason is None and store.count(b.graph) != state.get("triples"):
+        reason = "the graph in the store is not what the last run left (changed outside abi, or a new store)"
     found = scan(config, b.input, None if reason else state["input"])
     if reason is None and found.full_reason:
         reason = found.full_reason
         found = scan(config, b.input, None)
-    store = open_configured_store(config, b)
-    index = KeyIndex(ds.state_file(b.module, b.name).with_suffix(".keys.sqlite"))
+    try:
+        index = KeyIndex(ds.state_file(b.module, b.name).with_suffix(".keys.sqlite"))
+    except BaseException:
+        store.close()
+        raise
     try:
         index.begin(run.run_id)
         if reason is None:

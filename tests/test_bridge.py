@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -340,3 +342,115 @@ def test_a_query_runs_while_a_bridge_writes(kg: Env) -> None:
         _, err = writer.communicate(timeout=60)
     assert writer.returncode == 0, err
     assert seen == {total}, seen  # before or after the write, never a half-written graph
+
+
+def test_a_graph_changed_outside_abi_is_rebuilt(kg: Env) -> None:
+    first = _bridge(kg, "raw_graph")
+    from storage.triplestore import open_store
+
+    store = open_store(url=None, datastore_root=kg.datastore)
+    try:
+        store.drop_graph("urn:abi:graph:abi:raw_graph")
+    finally:
+        store.close()
+    record = _bridge(kg, "raw_graph")
+    assert record["details"]["mode"] == "full" and "not what the last run left" in record["details"]["full_reason"]
+    assert record["counts"]["triples"] == first["counts"]["triples"]
+
+
+def _bulk_env(tmp_path: Path, server, records: int) -> Env:
+    """A files source of `records` news-like records, an aggregate over it and a bridge of that."""
+    drop = tmp_path / "bulk"
+    drop.mkdir()
+    lines = (json.dumps({"url": f"https://news.example.org/bulk/{i}", "title": f"Bulk story {i}",
+                         "published": f"2026-01-{1 + i % 28:02d}T08:00:00Z", "query": f"topic {i % 7}",
+                         "summary": "x" * 200}) for i in range(records))
+    (drop / "bulk.jsonl").write_text("\n".join(lines) + "\n")
+    old = time.time() - 60
+    os.utime(drop / "bulk.jsonl", (old, old))
+    env = Env(tmp_path, server, _config(tmp_path, server, extra=textwrap.dedent(f"""
+        [sources.bulk]
+        kind = "files"
+        module = "abi"
+        path = "{drop}"
+        pattern = "*.jsonl"
+        process = "jsonl"
+        settle_seconds = 0
+
+        [aggregates.bulk_agg]
+        module = "abi"
+        inputs = ["bulk"]
+        key = "url"
+        fields = ["title", "published", "summary", "query"]
+        combine = {{ query = "list" }}
+
+        [bridges.bulk_graph]
+        module = "abi"
+        input = "bulk_agg"
+        pipeline = "builtin:news"
+        """)))
+    assert env.abi("collect", "files").exit_code == 0
+    return env
+
+
+@pytest.mark.parametrize("command", ["aggregate", "bridge"])
+def test_killed_while_writing_the_next_run_completes_the_same_result(tmp_path: Path, server, command: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGKILL at the moment the output is being written (the aggregate's temp file, the store's dirty mark)."""
+    import signal
+    import subprocess
+
+    _set_feeds(server, items=1)
+    env = _bulk_env(tmp_path, server, records=12_000)
+    assert env.abi("aggregate", "--name", "bulk_agg").exit_code == 0
+    name = "bulk_agg" if command == "aggregate" else "bulk_graph"
+    target = env.module_dir / "processed_data" / "bulk_agg"
+    store_state = env.datastore / "triplestore" / "state.json"
+
+    def output() -> bytes:
+        if command == "aggregate":
+            return (target / "bulk_agg.jsonl").read_bytes()
+        return _graph_hash(_export(env, "bulk_graph")).encode()
+
+    def writing() -> bool:
+        if command == "aggregate":
+            return any(p.name.endswith(".tmp") for p in target.iterdir())
+        try:
+            return json.loads(store_state.read_text()).get("dirty") is True
+        except (OSError, ValueError):
+            return False
+
+    if command == "bridge":
+        import shutil
+
+        assert env.abi("bridge", "--name", name).exit_code == 0
+        # new data, so that the killed run has a graph to write; the reference is the same bridge
+        # run to completion on a copy of the datastore
+        (env.tmp_path / "bulk" / "more.jsonl").write_text(json.dumps(
+            {"url": "https://news.example.org/bulk/new", "title": "New", "query": "topic 1"}) + "\n")
+        os.utime(env.tmp_path / "bulk" / "more.jsonl", (time.time() - 60, time.time() - 60))
+        assert env.abi("collect", "files").exit_code == 0
+        assert env.abi("aggregate", "--name", "bulk_agg").exit_code == 0
+        copy = env.tmp_path / "copy"
+        shutil.copytree(env.datastore, copy)
+        monkeypatch.setenv("ABI_DATASTORE", str(copy))
+        assert env.abi("bridge", "--name", name).exit_code == 0
+        reference = output()
+        monkeypatch.delenv("ABI_DATASTORE")
+    else:
+        reference = output()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", command, "--name", name, "--full",
+                             "--config", str(env.config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=Path(__file__).parent.parent)
+    caught = False
+    while proc.poll() is None:
+        if writing():
+            proc.send_signal(signal.SIGKILL)
+            caught = True
+            break
+    proc.wait(timeout=60)
+    assert caught, "the run ended before it was seen writing"
+    assert not [r for r in env.runs() if r["source"] == name and "--full" in r["command"]]  # it left no record
+    result = env.abi(command, "--name", name, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert output() == reference
