@@ -30,6 +30,7 @@ from storage.errors import StorageError
 
 NEW, UPDATED, UNCHANGED, REPEATED = "new", "updated", "unchanged", "repeated"
 
+CACHE_KIB, BULK_CACHE_KIB = -16384, -4096  # PRAGMA cache_size: negative = KiB
 SCHEMA_VERSION = 2  # PRAGMA user_version; 0 is a new file or the first format (text hashes and run ids)
 
 _SCHEMA = """
@@ -55,7 +56,7 @@ class KeyIndex:
             self.db = sqlite3.connect(path if path is not None else ":memory:", isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA cache_size=-16384")  # 16 MiB of index pages: big loads touch the disk less
+            self.db.execute(f"PRAGMA cache_size={CACHE_KIB}")  # 16 MiB of index pages: big loads touch the disk less
             if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 self._upgrade()
         except sqlite3.DatabaseError as exc:
@@ -63,7 +64,8 @@ class KeyIndex:
                                "(the next run then treats every record as new)") from None
         self.path = path
         self.run_id: str | None = None
-        self.run: int | None = None  # runs.id of run_id
+        self._run: int | None = None  # runs.id of run_id, once a row needs it
+        self._staged = False  # this transaction has staged lines (merge and replace runs)
         self.bulk = False
 
     def _upgrade(self) -> None:
@@ -102,13 +104,16 @@ class KeyIndex:
             self.db.execute(statement)
 
     def begin(self, run_id: str) -> None:
-        self.run_id = run_id
-        self.bulk = False
+        self.run_id, self._run, self.bulk, self._staged = run_id, None, False, False
         self.db.execute("BEGIN IMMEDIATE")
-        self.db.execute("INSERT INTO runs (run_id) VALUES (?) ON CONFLICT (run_id) DO NOTHING", (run_id,))
-        self.run = self.db.execute("SELECT id FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0]
-        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS staged (key TEXT PRIMARY KEY, line TEXT NOT NULL)")
-        self.db.execute("DELETE FROM staged")
+
+    @property
+    def run(self) -> int:
+        """The number of this run in `runs`, which its rows carry (its row is written in the transaction)."""
+        if self._run is None:
+            self.db.execute("INSERT INTO runs (run_id) VALUES (?) ON CONFLICT (run_id) DO NOTHING", (self.run_id,))
+            self._run = self.db.execute("SELECT id FROM runs WHERE run_id = ?", (self.run_id,)).fetchone()[0]
+        return self._run
 
     def classify_many(self, keys: list[str], hashes: list[int]) -> list[str]:
         """new / updated / unchanged / repeated (twice in this run) for a page of keys and their hashes.
@@ -184,11 +189,16 @@ class KeyIndex:
     def bulk_finish(self) -> bool:
         """Build the index from the staged batches, in key order. False if a key came twice (nothing changed)."""
         self.bulk = False
+        run = self.run
+        # an in-order build needs few pages at once; the sorter's memory follows the cache size
+        self.db.execute(f"PRAGMA cache_size={BULK_CACHE_KIB}")
         try:
             self.db.execute("INSERT INTO records (key, hash, run) SELECT j.key, j.value, ? "
-                            "FROM pending AS p, json_each(p.batch) AS j ORDER BY j.key", (self.run,))
+                            "FROM pending AS p, json_each(p.batch) AS j ORDER BY j.key", (run,))
         except sqlite3.IntegrityError:  # the statement is undone, the transaction stays open
             return False
+        finally:
+            self.db.execute(f"PRAGMA cache_size={CACHE_KIB}")
         self.db.execute("DELETE FROM pending")
         return True
 
@@ -209,15 +219,23 @@ class KeyIndex:
         return NEW if row is None else (UNCHANGED if row[0] == digest else UPDATED)
 
     def stage_line(self, key: str, line: str) -> None:
+        if not self._staged:  # merge and replace runs only: an append run never creates the temp table
+            self.db.execute("CREATE TEMP TABLE IF NOT EXISTS staged (key TEXT PRIMARY KEY, line TEXT NOT NULL)")
+            self.db.execute("DELETE FROM staged")
+            self._staged = True
         self.db.execute("INSERT OR REPLACE INTO staged (key, line) VALUES (?, ?)", (key, line))
 
     def take_staged(self, key: str) -> str | None:
+        if not self._staged:
+            return None
         row = self.db.execute("SELECT line FROM staged WHERE key = ?", (key,)).fetchone()
         if row is not None:
             self.db.execute("DELETE FROM staged WHERE key = ?", (key,))
         return row[0] if row else None
 
     def remaining_staged(self):
+        if not self._staged:
+            return iter(())
         return (row[0] for row in self.db.execute("SELECT line FROM staged ORDER BY rowid"))
 
     def drop_unseen(self) -> int:
@@ -234,7 +252,11 @@ class KeyIndex:
                                (run_id,)).fetchone() is not None
 
     def commit(self) -> None:
-        self.db.execute("UPDATE runs SET committed_at = CURRENT_TIMESTAMP WHERE id = ?", (self.run,))
+        if self._run is None:  # no row written: the run is recorded all the same (see `applied`)
+            self.db.execute("INSERT INTO runs (run_id, committed_at) VALUES (?, CURRENT_TIMESTAMP) "
+                            "ON CONFLICT (run_id) DO UPDATE SET committed_at = excluded.committed_at", (self.run_id,))
+        else:
+            self.db.execute("UPDATE runs SET committed_at = CURRENT_TIMESTAMP WHERE id = ?", (self._run,))
         self.db.execute("COMMIT")
 
     def rollback(self) -> None:

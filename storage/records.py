@@ -90,10 +90,10 @@ class JsonLinesWriter:
     def write_line(self, line: str | bytes) -> None:
         self._write((line.encode() if isinstance(line, str) else line) + b"\n", 1)
 
-    def write_lines(self, lines: list[bytes]) -> None:
-        """Several encoded lines (without their newlines) in one write."""
+    def write_joined(self, blob: bytes, lines: int) -> None:
+        """`lines` encoded lines already joined by newlines (without the last one), in one write."""
         if lines:
-            self._write(b"\n".join(lines) + b"\n", len(lines))
+            self._write(blob + b"\n", lines)
 
     def _write(self, data: bytes, lines: int) -> None:
         try:
