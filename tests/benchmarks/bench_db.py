@@ -8,7 +8,7 @@ nothing new within 2x of `abi --help` measured in the same run (the work must co
 start-up).")
   1. `abi collect db --json` as a subprocess of the venv's console script, cold (fresh empty datastore):
      1,000,000 rows of ~100 bytes read in batches and stored as JSON Lines; wall time, rows/s and the
-     peak RSS of the abi process.
+     peak RSS of the abi process. Checked afterwards: 1,000,000 new, and as many keys in the key index.
   2. The same cold run on a 100,000-row table of the same shape, for its peak RSS: memory is flat
      when the 1M peak is not ~10x the 100k peak.
   3. The re-run on the 1M datastore with nothing new (the query carries the stored (cursor, key)
@@ -182,6 +182,17 @@ def baseline_run(db: Path, sql: str, params: list[Any], batch_size: int, out: Pa
     return res
 
 
+def index_keys(ds_root: Path, source: str) -> int:
+    """Keys in the source's key index: a first run must leave all of them there (later runs classify by it)."""
+    from storage.paths import Datastore
+
+    path = Datastore(ds_root).state_file("bench", source).with_suffix(".keys.sqlite")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        count = conn.execute("SELECT count(*) FROM records").fetchone()[0]
+    conn.close()
+    return count
+
+
 def help_run() -> dict[str, Any]:
     res = run_measured([str(ABI), "--help"], child_env())
     check(res["code"] == 0 and "collect" in res["stdout"], f"abi --help failed: {res['stderr'].strip()}")
@@ -235,6 +246,7 @@ def bench(repeat: int, work: Path) -> dict[str, Any]:
         samples["cold"].append(res["seconds"])
         samples["cold_rss"].append(res["maxrss_mb"])
         stored = sum(p.stat().st_size for p in ds.rglob("*.jsonl"))
+        check(index_keys(ds, "orders") == ROWS, "the key index does not hold every key after the cold run")
         batches = rec["counts"].get("batches")
         mark = rec["details"]["watermark_after"]
         if "rerun" not in plans:
