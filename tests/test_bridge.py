@@ -454,3 +454,20 @@ def test_killed_while_writing_the_next_run_completes_the_same_result(tmp_path: P
     result = env.abi(command, "--name", name, "--json")
     assert result.exit_code == 0, result.stderr
     assert output() == reference
+
+
+def test_two_bridges_at_once_are_serialized_and_both_complete(kg: Env) -> None:
+    import subprocess
+
+    assert kg.abi("aggregate", "--name", "articles").exit_code == 0
+    procs = [subprocess.Popen([sys.executable, "-m", "cli.main", "bridge", "--name", name, "--json",
+                               "--config", str(kg.config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              cwd=Path(__file__).parent.parent) for name in ("raw_graph", "news_graph")]
+    records = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        records.append(json.loads(out))
+    assert [r["status"] for r in records] == ["success", "success"]
+    assert _select(kg, ARTICLES, "--graph", "raw_graph") == [{"n": "14"}]
+    assert _select(kg, ARTICLES, "--graph", "news_graph") == [{"n": "14"}]
