@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from storage.atomic import read_json, write_bytes, write_json
 from storage.config import Config
 from storage.errors import AbiError
 from storage.jobs import run_job
-from storage.pipeline_config import AggregateConfig
+from storage.pipeline_config import AggregateConfig, aggregate_order
 from storage.records import sidecar_path
 from storage.runs import Run, iso
 from storage.sorted_lines import merge_changes, write_sorted
@@ -36,6 +37,8 @@ from storage.state import load_state, save_state
 Progress = Callable[[str, dict[str, Any]], None]
 _SCALARS = (str, int, float, bool)
 FORMATS = ("jsonl", "csv")
+
+log = logging.getLogger("abi.bridges.aggregate")
 
 
 class AggregateError(AbiError):
@@ -71,18 +74,7 @@ def aggregate_all(*, config: Config, full: bool = False, formats: tuple[str, ...
 
 def dependency_order(config: Config) -> list[str]:
     """Aggregate names, each after its inputs (the configuration is checked to have no cycle)."""
-    done: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in done or name not in config.aggregates:
-            return
-        for dep in config.aggregates[name].inputs:
-            visit(dep)
-        done.append(name)
-
-    for name in config.aggregates:
-        visit(name)
-    return done
+    return aggregate_order(config.aggregates)
 
 
 def output_path(config: Config, agg: AggregateConfig) -> Path:
@@ -125,6 +117,7 @@ def _build(config: Config, agg: AggregateConfig, run: Run, *, full: bool, format
     run.details["mode"] = "full" if reason else "incremental"
     if reason:
         run.details["full_reason"] = reason
+    log.info("aggregate %s: %s%s", agg.name, run.details["mode"], f" ({reason})" if reason else "")
 
     order = {name: i for i, name in enumerate(agg.inputs)}
     chunks = sorted((c for s in scans for c in s.chunks), key=lambda c: (c.position, order[c.input]))

@@ -15,7 +15,7 @@ A key index (record key -> content hash) tells new records from changed ones.
 from __future__ import annotations
 
 import hashlib
-import os
+import logging
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,12 +27,14 @@ from storage.config import Config
 from storage.errors import AbiError
 from storage.jobs import run_job
 from storage.keyindex import NEW, REPEATED, UNCHANGED, KeyIndex
-from storage.pipeline_config import BridgeConfig
+from storage.pipeline_config import BridgeConfig, store_url_for
 from storage.runs import Run
 from storage.state import load_state, save_state
 
 Progress = Callable[[str, dict[str, Any]], None]
 _RUN_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-(.+)-[0-9a-f]{6}$")
+
+log = logging.getLogger("abi.bridges.rdf")
 
 
 class BridgeError(AbiError):
@@ -41,12 +43,7 @@ class BridgeError(AbiError):
 
 def store_url(config: Config, bridge: BridgeConfig | None = None) -> str | None:
     """The bridge's `store`, else $ABI_TRIPLESTORE, else [triplestore] url, else None (embedded)."""
-    if bridge is not None and bridge.store:
-        return bridge.store
-    env = os.environ.get("ABI_TRIPLESTORE", "").strip()
-    if env and env != "embedded":
-        return env.rstrip("/")
-    return config.triplestore.url
+    return store_url_for(config.triplestore, bridge)
 
 
 def open_configured_store(config: Config, bridge: BridgeConfig | None = None, *, read_only: bool = False) -> Any:
@@ -127,6 +124,8 @@ def _bridge(config: Config, b: BridgeConfig, run: Run, *, full: bool, progress: 
         run.details["mode"] = "full" if reason else "incremental"
         if reason:
             run.details["full_reason"] = reason
+        log.info("bridge %s: %s%s into %s", b.name, run.details["mode"], f" ({reason})" if reason else "",
+                 store.location)
         run.counts["triples"] = store.count(b.graph)
         run.details.update(graph=b.graph, store=store.location)
         index.commit()
@@ -229,6 +228,7 @@ def _triples(config: Config, b: BridgeConfig, run: Run, store: Any, items: list[
                               f"{type(exc).__name__}: {exc}") from exc
         run.counts["records_mapped"] += mapped
         parts.append(data)
+        log.debug("batch of %s records: %s mapped, %s bytes of N-Triples", len(batch), mapped, len(data))
         if progress:
             progress(b.name, {"status": f"{start + len(batch)}/{len(items)} records"})
     run.count("records_skipped", len(items) - run.counts["records_mapped"])

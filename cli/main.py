@@ -50,9 +50,7 @@ def _guard(fn: Callable[[], T]) -> T:
         typer.echo("error: interrupted", err=True)
         raise typer.Exit(130) from None
     except BrokenPipeError:  # `abi query ... | head`: the reader has all it wants
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not complain again
-        raise typer.Exit(0) from None
+        _stdout_closed()
     except Exception as exc:
         if os.environ.get("ABI_DEBUG"):
             raise
@@ -60,6 +58,13 @@ def _guard(fn: Callable[[], T]) -> T:
         typer.echo(f"error: unexpected {type(exc).__name__}: {message} (set ABI_DEBUG=1 for the traceback)",
                    err=True)
         raise typer.Exit(1) from None
+
+
+def _stdout_closed() -> None:
+    """The reader of our output went away (`| head`): stop quietly, as Unix tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not complain again
+    raise typer.Exit(0)
 
 
 def _exit_code(records: list[dict[str, Any]]) -> int:
@@ -404,6 +409,107 @@ def status_cmd(
     cfg = _guard(lambda: load_config(config))
     rows = _guard(lambda: source_status(config=cfg, module=module))
     render.status(rows, as_json=json_out)
+
+
+@app.command("runs")
+def runs_cmd(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Only runs of this source, aggregate or "
+                                                                      "bridge.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs that ended so: success, partial, failed, "
+                                                    "skipped.")] = None,
+    since: Annotated[str | None, typer.Option(help="Only runs started in this window (30m, 6h, 1d, 2w) or "
+                                                   "after this date.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 50,
+    module: Annotated[str | None, typer.Option("--module", "-m", help="Only this module.")] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run history, newest first: when each run started, how it ended, what it did.
+
+    Reads the history index from its end, so it stays instant however long the history is.
+    """
+    from cli import render
+    from storage.config import load_config
+    from storage.history import list_runs
+
+    cfg = _guard(lambda: load_config(config))
+    rows = _guard(lambda: list_runs(config=cfg, source=source, status=status, since=since, limit=limit,
+                                    module=module))
+    render.runs(rows, as_json=json_out)
+
+
+@app.command("logs")
+def logs_cmd(
+    run_id: Annotated[str | None, typer.Argument(help="The run's id (see abi runs).", show_default=False)] = None,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="The latest run of this source, aggregate "
+                                                                      "or bridge.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run "
+                                                                "ends.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Print a run's log (orchestration/compute_logs/<run_id>.log): what the terminal showed, plus detail.
+
+    With --follow, print the lines of a run as it writes them, until its run record appears.
+    """
+    from storage.config import load_config
+    from storage.history import run_log_lines
+
+    cfg = _guard(lambda: load_config(config))
+    lines = _guard(lambda: run_log_lines(config=cfg, run_id=run_id, source=source, follow=follow))
+    try:
+        for line in lines:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except BrokenPipeError:
+        _stdout_closed()
+
+
+@app.command("lineage")
+def lineage_cmd(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text, mermaid, dot or svg.")] = "text",
+    config: ConfigOpt = None,
+) -> None:
+    """The dependency graph of the configuration: sources -> aggregates -> bridges -> triple stores.
+
+    The same order `make all` and `abi materialize` follow. Paste --format mermaid into a Markdown
+    file, or pipe --format dot into Graphviz (`| dot -Tpng > lineage.png`).
+    """
+    from storage.config import load_config
+    from storage.errors import UsageError
+    from storage.lineage import RENDERERS, build_lineage
+
+    cfg = _guard(lambda: load_config(config))
+    if fmt.lower() not in RENDERERS:
+        _guard(lambda: (_ for _ in ()).throw(UsageError(f"unknown --format {fmt!r}: use "
+                                                        f"{', '.join(RENDERERS)}")))
+    sys.stdout.write(RENDERERS[fmt.lower()](build_lineage(cfg)))
+
+
+@app.command("materialize")
+def materialize_cmd(
+    select: Annotated[str | None, typer.Option("--select", help="What to run: * (default: everything), NAME "
+                                                                "globs separated by commas; *NAME adds what NAME "
+                                                                "reads, NAME* what reads NAME.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Rebuild aggregates and bridges from every record.")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run everything now (or the selection) in dependency order: collect, aggregate, bridge.
+
+    A node whose upstream failed in this run is skipped and recorded with the reason.
+    """
+    from cli import render
+    from collectors.materialize import materialize
+    from storage.config import load_config
+
+    cfg = _guard(lambda: load_config(config))
+    with render.feed_progress(enabled=not json_out, label="nodes") as progress:
+        records = _guard(lambda: materialize(config=cfg, select=select, full=full, command=sys.argv[:],
+                                             progress=progress))
+    render.run_records(records, as_json=json_out)
+    raise typer.Exit(_exit_code(records))
 
 
 @app.command("demo")

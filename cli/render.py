@@ -206,12 +206,16 @@ def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("SOURCE", "MODULE", "KIND", "LAST RUN", "STATUS", "NEW", "AGE", "FAILS", "NEXT", "NOTE"):
+    for col in ("NAME", "MODULE", "KIND", "LAST RUN", "STATUS", "NEW", "TOTAL", "AGE", "FAILS", "NEXT", "NOTE"):
         table.add_column(col)
     for row in rows:
         when = row["last_run_at"]
         when = datetime.fromisoformat(when.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%SZ") if when else "-"
         note = "STALE" if row["stale"] else ""
+        if row.get("overdue"):
+            note = (note + " OVERDUE").strip()
+        if row.get("behind"):
+            note = (note + " behind " + ", ".join(row["behind"])).strip()
         if row["last_status"] in ("failed", "partial", "skipped") and row["last_reason"]:
             note = (note + " " + row["last_reason"]).strip()
         if row.get("sensor_skip_reason"):
@@ -219,7 +223,9 @@ def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
         nxt = row.get("next_due") or "-"
         nxt = nxt if nxt in ("now", "-") else nxt[11:16] + "Z"
         table.add_row(row["source"], row["module"], row["kind"], when, row["last_status"],
-                      "-" if row["new_items"] is None else str(row["new_items"]), human_age(row["age_s"]),
+                      "-" if row["new_items"] is None else str(row["new_items"]),
+                      str(row["total"] if row.get("total") is not None else row.get("total_new", 0)),
+                      human_age(row["age_s"]),
                       str(row["consecutive_failures"]), nxt, note[:70], style=_STYLE.get(row["last_status"]))
     _console().print(table)
 
@@ -280,3 +286,39 @@ def query(output: Any, *, fmt: str) -> None:
     console = _console()
     console.print(table)
     console.print(f"{len(output.rows)} row{'s' if len(output.rows) != 1 else ''}", style="dim")
+
+
+def _brief_counts(run: dict[str, Any]) -> str:
+    if run.get("error"):
+        return run["error"]
+    if run.get("status") == "skipped":
+        return run.get("reason") or ""
+    counts = run.get("counts") or {}
+    keys = ("new", "updated", "records", "records_read", "triples", "entries", "files", "errors")
+    return ", ".join(f"{k} {counts[k]}" for k in keys if counts.get(k))
+
+
+def runs(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    if as_json:
+        print_json(rows)
+        return
+    if not sys.stdout.isatty():
+        for run in rows:
+            sys.stdout.write("\t".join([run["run_id"], run["source"], run["kind"], run["status"],
+                                        run.get("started_at") or "", f"{run.get('duration_s') or 0:.2f}s",
+                                        " ".join(_brief_counts(run).split())]) + "\n")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for col in ("STARTED", "SOURCE", "KIND", "STATUS", "TOOK", "WHAT", "RUN ID"):
+        table.add_column(col)
+    for run in rows:
+        started = (run.get("started_at") or "")[:19].replace("T", " ")
+        table.add_row(started, run["source"], run["kind"], Text(run["status"], style=_STYLE.get(run["status"], "")),
+                      f"{run.get('duration_s') or 0:.2f}s", Text(_brief_counts(run)[:80]), run["run_id"])
+    console = _console()
+    console.print(table)
+    if not rows:
+        console.print("no runs match", style="dim")

@@ -13,6 +13,7 @@ thanks to the key index, nothing is stored twice.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,8 @@ from storage.watermarks import next_watermark
 
 Progress = Callable[[str, dict[str, Any]], None]
 API_MAX_BYTES = 2**31 - 1  # one response; above 8 MiB it is spooled to disk, not held in memory
+
+log = logging.getLogger("abi.collectors.api")
 
 
 class ApiError(AbiError):
@@ -199,6 +202,8 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, secrets: dict
                 run.count("retries", page.result.attempts - 1)
                 for batch in batched(page.records, 1000):
                     sink.add(list(batch), f"page {page.number}")
+                log.info("page %s: HTTP %s, %s records so far", page.number, page.result.status,
+                         run.counts["records"])
                 if progress:
                     progress(f"page {page.number}", {"status": f"{run.counts['records']} records"})
             pages.close()  # joins the fetching thread: statuses and walk are final from here on

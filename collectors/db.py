@@ -12,6 +12,7 @@ saved only after they are published.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import uuid
@@ -32,6 +33,8 @@ from storage.runs import Run
 from storage.state import load_state, save_state
 
 Progress = Callable[[str, dict[str, Any]], None]
+
+log = logging.getLogger("abi.collectors.db")
 
 
 class DbError(AbiError):
@@ -118,6 +121,7 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, password: str
                 run.count("batches")
                 sink.add(batch, f"batch {run.counts['batches']}")  # dates, decimals: see json_default
                 last = batch[-1]
+                log.info("batch %s: %s rows so far", run.counts["batches"], run.counts["records"])
                 if progress:
                     progress(f"batch {run.counts['batches']}", {"status": f"{run.counts['records']} rows"})
         except DbError as exc:

@@ -17,6 +17,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,8 @@ from storage.runs import Run, iso, utcnow
 from storage.state import load_state, save_state
 
 Progress = Callable[[str, dict[str, Any]], None]
+
+log = logging.getLogger("abi.collectors.files")
 
 
 class FilesError(AbiError):
@@ -150,6 +153,7 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, progress: Pro
             size, mtime_ns, ino, ctime_ns = first_look[path]
             done[key] = {**entry, "size": size, "mtime_ns": mtime_ns, "ino": ino, "ctime_ns": ctime_ns,
                          "run_id": run.run_id, "processed_at": iso(utcnow())}
+            log.debug("file %s: %s", key, "records" if records else "copied")
             if progress and n % 100 == 0:
                 progress(f"{n} files", {"status": f"{len(done)} processed"})
         publish_copies(staged)

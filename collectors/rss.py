@@ -9,6 +9,7 @@ A feed that fails is reported and the others still land (run `partial`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -44,6 +45,8 @@ class FeedOutcome:
     status: str = "ok"
     error: str | None = None
     item: dict[str, Any] = field(default_factory=dict)
+
+log = logging.getLogger("abi.collectors.rss")
 
 
 def collect_rss(*, config: Config, source: str | None = None, module: str | None = None,
@@ -168,6 +171,10 @@ def _fetch_all(src: SourceConfig, feeds: list[FeedConfig], feed_state: dict[str,
         for future in as_completed(futures):
             outcome = future.result()
             outcomes.append(outcome)
+            item = outcome.item
+            log.info("feed %s: %s%s%s", item["feed"], item["status"],
+                     f" (HTTP {item['http_status']})" if item.get("http_status") else "",
+                     f": {item['error']}" if item.get("error") else "")
             if progress:
                 progress(outcome.item["feed"], outcome.item)
     order = {feed.url: i for i, feed in enumerate(feeds)}

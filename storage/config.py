@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from storage.api_config import API_KEYS, ApiConfig, parse_api
+from storage.checks_config import AlertsConfig, ChecksConfig, parse_alerts, parse_checks
 from storage.config_checks import check_keys
 from storage.db_config import DB_KEYS, DbConfig, parse_db
 from storage.errors import ConfigError
@@ -51,6 +52,7 @@ _COMMON: dict[str, tuple[tuple[type, ...], bool]] = {
     "retry_max_wait": ((int, float), False),
     "user_agent": ((str,), False),
     "sensor": ((dict,), False),
+    "checks": ((dict,), False),
 }
 _PARTITION_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {"partitions": ((str,), False), "start": ((str,), False)}
 SENSOR_TYPES = {"rss": "feeds", "api": "http", "db": "rows", "files": "files"}
@@ -70,7 +72,7 @@ _FEED_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "query": ((str,), False),
     "name": ((str,), False),
 }
-_TOP_KEYS = {"datastore", "sources", "aggregates", "bridges", "triplestore"}
+_TOP_KEYS = {"datastore", "sources", "aggregates", "bridges", "triplestore", "alerts"}
 _BOUNDS: dict[str, tuple[float, float]] = {
     "timeout": (0.1, 600), "retry_max_wait": (0.01, 3600), "retries": (0, 20),
     "max_bytes": (1024, 2**31), "concurrency": (1, 256), "per_host": (1, 64),
@@ -129,6 +131,7 @@ class SourceConfig:
     files: FilesConfig | None = None
     sensor: SensorConfig | None = None
     partitions: Partitions | None = None
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class Config:
     aggregates: dict[str, AggregateConfig] = field(default_factory=dict)
     bridges: dict[str, BridgeConfig] = field(default_factory=dict)
     triplestore: TripleStoreConfig = field(default_factory=TripleStoreConfig)
+    alerts: AlertsConfig | None = None
 
     def module_of(self, name: str) -> str:
         """The module of a source, aggregate or bridge (its data and run records live there)."""
@@ -251,8 +255,9 @@ def parse_config(raw: dict[str, Any], *, file: Path) -> Config:
         outputs[where] = agg.name
     triplestore = parse_triplestore(raw["triplestore"], file) if "triplestore" in raw else TripleStoreConfig()
     root = resolve_root(config_dir=file.parent.absolute(), configured=datastore)
+    alerts = parse_alerts(raw["alerts"], file) if "alerts" in raw else None
     return Config(path=file, datastore=Datastore(root), sources=sources, aggregates=aggregates, bridges=bridges,
-                  triplestore=triplestore)
+                  triplestore=triplestore, alerts=alerts)
 
 
 def _parse_source(name: str, table: Any, file: Path, config_dir: Path) -> SourceConfig:
@@ -290,7 +295,8 @@ def _parse_source(name: str, table: Any, file: Path, config_dir: Path) -> Source
         db=parse_db(table, where, config_dir) if kind == "db" else None,
         files=parse_files(table, where, config_dir) if kind == "files" else None,
         sensor=_parse_sensor(table["sensor"], kind, where) if "sensor" in table else None,
-        partitions=_parse_partitions(table, kind, where), **options,
+        partitions=_parse_partitions(table, kind, where),
+        checks=parse_checks(table["checks"], where) if "checks" in table else ChecksConfig(), **options,
     )
 
 

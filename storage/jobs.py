@@ -9,6 +9,7 @@ after its record is written.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,10 @@ from storage.errors import AbiError, SourceBusy
 from storage.locks import SourceLock
 from storage.paths import Datastore
 from storage.redact import redact_text
+from storage.run_logs import run_log
 from storage.runs import Run, write_run_record
+
+log = logging.getLogger("abi.jobs")
 
 
 def run_job(*, ds: Datastore, module: str, source: str, kind: str, command: list[str],
@@ -43,19 +47,29 @@ def run_job(*, ds: Datastore, module: str, source: str, kind: str, command: list
         return record
     run.restart()  # ids in lock order: a run that waited for the lock sorts after the one it waited for
     try:
-        try:
-            work(run)
-        except AbiError as exc:
-            run.fail(exc)
-        except Exception as exc:  # a bug: keep the traceback in the record for whoever looks
-            run.fail(exc)
-            run.error["traceback"] = redact_text("".join(traceback.format_exception(exc))[-4000:], secrets)
-        except BaseException as exc:
-            run.fail(InterruptedError(f"interrupted ({type(exc).__name__})"))
-            write_run_record(ds, run.record(), interval_s=interval_s, summarize=partition is None)
-            raise
-        record = run.record()
-        write_run_record(ds, record, interval_s=interval_s, summarize=partition is None)
+        with run_log(ds, module, run.run_id):
+            log.info("%s %s: run %s started: %s", kind, source, run.run_id, " ".join(redact_text(a) for a in command))
+            try:
+                work(run)
+            except AbiError as exc:
+                run.fail(exc)
+            except Exception as exc:  # a bug: keep the traceback in the record for whoever looks
+                run.fail(exc)
+                run.error["traceback"] = redact_text("".join(traceback.format_exception(exc))[-4000:], secrets)
+                log.debug("%s", run.error["traceback"])
+            except BaseException as exc:
+                run.fail(InterruptedError(f"interrupted ({type(exc).__name__})"))
+                log.error("%s %s: interrupted (%s)", kind, source, type(exc).__name__)
+                write_run_record(ds, run.record(), interval_s=interval_s, summarize=partition is None)
+                raise
+            record = run.record()
+            for warning in record["warnings"]:
+                log.warning("%s", warning)
+            if record["error"]:
+                log.error("%s %s: %s", kind, source, record["error"]["message"])
+            counts = ", ".join(f"{k} {v}" for k, v in record["counts"].items())
+            log.info("%s %s: %s in %.2fs (%s)", kind, source, record["status"], record["duration_s"], counts)
+            write_run_record(ds, record, interval_s=interval_s, summarize=partition is None)
         return record
     finally:
         lock.release()

@@ -8,12 +8,14 @@ reported before any work.
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from storage.checks_config import ChecksConfig, parse_checks
 from storage.config_checks import check_keys
 from storage.errors import ConfigError
 from storage.paths import NAME_RE
@@ -28,6 +30,7 @@ AGGREGATE_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "combine": ((dict,), False),
     "path": ((str,), False),
     "description": ((str,), False),
+    "checks": ((dict,), False),
 }
 BRIDGE_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "module": ((str,), True),
@@ -38,6 +41,7 @@ BRIDGE_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "batch_size": ((int,), False),
     "key": ((str,), False),
     "description": ((str,), False),
+    "checks": ((dict,), False),
 }
 TRIPLESTORE_KEYS: dict[str, tuple[tuple[type, ...], bool]] = {
     "url": ((str,), False),
@@ -66,6 +70,7 @@ class AggregateConfig:
     combine: tuple[tuple[str, str], ...]  # (output name, mode) for every field but the key
     path: str | None = None
     description: str | None = None
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
 
     @property
     def key_name(self) -> str:
@@ -89,6 +94,7 @@ class BridgeConfig:
     batch_size: int = 1000
     key: str | None = None
     description: str | None = None
+    checks: ChecksConfig = field(default_factory=ChecksConfig)
 
 
 @dataclass(frozen=True)
@@ -158,7 +164,8 @@ def parse_aggregate(name: str, table: Any, file: Path) -> AggregateConfig:
         raise ConfigError(f"{where} key 'path' must be a relative path inside the module folder")
     return AggregateConfig(name=name, module=table["module"], inputs=tuple(inputs), key=key_path,
                            fields=tuple(fields), combine=tuple((n, combine_raw.get(n, "first")) for n, _ in fields[1:]),
-                           path=path, description=table.get("description"))
+                           path=path, description=table.get("description"),
+                           checks=parse_checks(table["checks"], where) if "checks" in table else ChecksConfig())
 
 
 def parse_bridge(name: str, table: Any, file: Path) -> BridgeConfig:
@@ -184,7 +191,8 @@ def parse_bridge(name: str, table: Any, file: Path) -> BridgeConfig:
         raise ConfigError(f"{where} key 'batch_size' must be between 1 and 1000000 (got {batch})")
     key = _dotted(table["key"], where, "key") if "key" in table else None
     return BridgeConfig(name=name, module=table["module"], input=table["input"], pipeline=pipeline, graph=graph,
-                        store=store, batch_size=batch, key=key, description=table.get("description"))
+                        store=store, batch_size=batch, key=key, description=table.get("description"),
+                        checks=parse_checks(table["checks"], where) if "checks" in table else ChecksConfig())
 
 
 def _store_url(value: str, where: str, key: str) -> str | None:
@@ -249,3 +257,29 @@ def check_references(*, file: Path, sources: dict[str, Any], aggregates: dict[st
 
     for name in aggregates:
         visit(name, ())
+
+
+def aggregate_order(aggregates: dict[str, AggregateConfig]) -> list[str]:
+    """Aggregate names, each after the aggregates it reads (the configuration has no cycle)."""
+    done: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done or name not in aggregates:
+            return
+        for dep in aggregates[name].inputs:
+            visit(dep)
+        done.append(name)
+
+    for name in aggregates:
+        visit(name)
+    return done
+
+
+def store_url_for(triplestore: TripleStoreConfig, bridge: BridgeConfig | None = None) -> str | None:
+    """The bridge's `store`, else $ABI_TRIPLESTORE, else [triplestore] url, else None (embedded)."""
+    if bridge is not None and bridge.store:
+        return bridge.store
+    env = os.environ.get("ABI_TRIPLESTORE", "").strip()
+    if env:
+        return None if env == "embedded" else env.rstrip("/")
+    return triplestore.url

@@ -116,8 +116,11 @@ class Run:
 
 def write_run_record(ds: Datastore, record: dict[str, Any], *, interval_s: int | None = None,
                      summarize: bool = True) -> None:
-    """Store the record, then fold it into the source's summary (not for partition runs)."""
+    """Store the record, add it to the history index, then fold it into the source's summary (not for partitions)."""
+    from storage import run_index
+
     write_json(ds.runs_dir(record["module"]) / f"{record['run_id']}.json", record)
+    run_index.append(ds, record)
     if summarize:
         _update_summary(ds, record, interval_s)
 

@@ -61,4 +61,64 @@ def source_status(*, config: Config, module: str | None = None, now: datetime | 
             "next_due": _next_due(src, summary, ds, now),
             "sensor_skip_reason": read_sensor_state(ds, src).get("last_skip_reason") if src.sensor else None,
         })
+    for row in rows:
+        row["overdue"] = _overdue(row, now)
+    if module is None or any(a.module == module for a in config.aggregates.values()) or \
+            any(b.module == module for b in config.bridges.values()):
+        rows += _pipeline_rows(config, module, now, {row["source"]: row for row in rows})
     return rows
+
+
+def _overdue(row: dict[str, Any], now: datetime) -> bool:
+    """Due for more than a minute and not run: nothing (cron, abi tick) is running it."""
+    due = row.get("next_due")
+    if not due or due == "now":
+        return bool(due == "now" and row["last_run_at"] and row["interval_s"]
+                    and (now - _parse(row["last_run_at"])).total_seconds() > 2 * row["interval_s"] + 60)
+    return (now - _parse(due)).total_seconds() > 60
+
+
+def _pipeline_rows(config: Config, module: str | None, now: datetime,
+                   known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregates and bridges: stale when an input succeeded after their own last success began."""
+    ds = config.datastore
+    out: list[dict[str, Any]] = []
+    nodes = [(a.name, a.module, "aggregate", a.inputs) for a in config.aggregates.values()]
+    nodes += [(b.name, b.module, "bridge", (b.input,)) for b in config.bridges.values()]
+    summaries: dict[str, dict[str, Any]] = {}
+
+    def summary_of(name: str, mod: str) -> dict[str, Any]:
+        if name not in summaries:
+            summaries[name] = read_json(ds.summaries_dir(mod) / f"{name}.json") or {}
+        return summaries[name]
+
+    for name, mod, kind, inputs in nodes:
+        if module is not None and mod != module:
+            continue
+        summary = summary_of(name, mod)
+        last = summary.get("last_run") or {}
+        success = summary.get("last_success") or {}
+        ended = _parse(success.get("ended_at"))
+        behind = []
+        for dep in inputs:
+            dep_success = (summary_of(dep, config.module_of(dep)).get("last_success") or {}).get("ended_at")
+            if dep_success and (not success or dep_success > success.get("started_at", "")):
+                behind.append(dep)
+        counts = last.get("counts") or {}
+        out.append({
+            "source": name, "module": mod, "kind": kind, "interval_s": None, "schedule": None,
+            "last_run_id": last.get("run_id"), "last_status": last.get("status") or "never run",
+            "last_run_at": last.get("ended_at"),
+            "last_reason": last.get("reason") or (last.get("error") or {}).get("message"),
+            "last_success_at": success.get("ended_at"),
+            "new_items": counts.get("new") if kind == "aggregate" else counts.get("triples_added"),
+            "total_new": summary.get("total_new", 0),
+            "total": counts.get("records") if kind == "aggregate" else counts.get("triples"),
+            "age_s": round((now - ended).total_seconds(), 1) if ended else None,
+            "stale": bool(behind) or not success,
+            "behind": behind,
+            "consecutive_failures": summary.get("consecutive_failures", 0),
+            "next_due": None, "overdue": False, "sensor_skip_reason": None,
+            "inputs": list(inputs),
+        })
+    return out

@@ -33,7 +33,8 @@ def test_status_after_runs_shows_last_run_new_items_and_failures(env: Env) -> No
     assert row["last_status"] == "partial" and row["consecutive_failures"] == 2
     assert "1 of 3 feeds failed" in row["last_reason"]
     table = env.abi("status").stdout
-    assert re.search(r"news\s+abi\s+rss\s+\S+ \S+\s+partial\s+0\s+\S+\s+2\s+\S+\s+1 of 3 feeds failed", table), table
+    assert re.search(r"news\s+abi\s+rss\s+\S+ \S+\s+partial\s+0\s+15\s+\S+\s+2\s+\S+\s+1 of 3 feeds failed",
+                     table), table
 
 
 def test_stale_when_last_success_is_older_than_twice_the_interval(env: Env) -> None:
@@ -64,7 +65,8 @@ def test_demo_runs_offline_twice_and_shows_status(tmp_path: Path) -> None:
     assert second["counts"]["new"] == 0 and second["counts"]["not_modified"] == 15
     assert api_first["counts"]["new"] == 120
     assert (api_second["counts"]["new"], api_second["counts"]["updated"]) == (2, 3)
-    assert [row["last_status"] for row in demo["status"]] == ["success", "success"]
+    assert [(row["source"], row["last_status"]) for row in demo["status"]] == [
+        ("news", "success"), ("sample_api", "success"), ("news_articles", "success"), ("news_graph", "success")]
     files = list((tmp_path / "demo" / "core/modules/abi/orchestration/rss_feed").glob("*.json"))
     assert len(files) == 300
     aggregate, bridge = demo["stages"]
@@ -74,7 +76,7 @@ def test_demo_runs_offline_twice_and_shows_status(tmp_path: Path) -> None:
     assert bridge["status"] == "success" and bridge["counts"]["records_mapped"] == 244
     assert demo["topics"][0] == {"topic": "AI", "articles": "20"}
     text = run_cli("demo", "--datastore", str(tmp_path / "demo2")).stdout
-    assert "run 2: news: success: 15 feeds, 0 new" in text and "SOURCE" in text
+    assert "run 2: news: success: 15 feeds, 0 new" in text and "NAME" in text
     assert "run 2: sample_api: success: 1 pages, 6 records, 2 new, 3 updated" in text
 
 
