@@ -83,8 +83,8 @@ def test_demo_runs_offline_twice_and_shows_status(tmp_path: Path) -> None:
 def test_every_command_has_help_and_is_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
     commands = [["collect", "rss"], ["collect", "api"], ["collect", "db"], ["collect", "files"], ["tick"],
-                ["schedule"], ["backfill"], ["aggregate"], ["bridge"], ["query"], ["export"], ["status"], ["demo"],
-                ["version"]]
+                ["schedule"], ["backfill"], ["aggregate"], ["bridge"], ["query"], ["export"], ["status"], ["runs"],
+                ["logs"], ["lineage"], ["materialize"], ["demo"], ["version"]]
     for cmd in commands:
         result = run_cli(*cmd, "--help")
         assert result.exit_code == 0
