@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 SOURCE ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install collect collect-rss collect-api collect-db collect-files aggregate bridge all query backfill tick up schedule-install schedule-remove status demo test lint bench clean
+.PHONY: help install collect collect-rss collect-api collect-db collect-files aggregate bridge all query backfill tick up schedule-install schedule-remove status runs logs lineage materialize check ui demo test lint bench clean
 # What `make collect` (and so `make aggregate`, `make all`) collects first; add collect-api etc. as your sources need.
 COLLECT ?= collect-rss
 
 help: ## List the targets with a one-line description
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-17s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,8 +66,20 @@ schedule-install: $(STAMP) ## Put one crontab line per source in your crontab (i
 schedule-remove: $(STAMP) ## Take the abi lines out of your crontab, leaving the others
 	$(ABI) schedule --remove
 
-status: $(STAMP) ## Show one row per source: last run, status, new items, age, stale mark
+status: $(STAMP) ## One row per source, aggregate and bridge: last run, status, new/total, age, stale, next due
 	$(ABI) status
+
+runs: $(STAMP) ## Run history, newest first (SOURCE=name, STATUS=failed, SINCE=1d)
+	$(ABI) runs $(if $(SOURCE),--source $(SOURCE)) $(if $(STATUS),--status $(STATUS)) $(if $(SINCE),--since $(SINCE))
+
+logs: $(STAMP) ## The log of SOURCE's latest run, or of RUN=<run id>; FOLLOW=1 tails a running one
+	$(ABI) logs $(if $(RUN),$(RUN),--source $(SOURCE)) $(if $(FOLLOW),--follow)
+
+lineage: $(STAMP) ## The dependency graph: sources -> aggregates -> bridges -> stores (FORMAT=mermaid|dot|svg)
+	$(ABI) lineage $(if $(FORMAT),--format $(FORMAT))
+
+materialize: $(STAMP) ## Run everything now in dependency order (SELECT='*news_graph' for a part)
+	$(ABI) materialize $(if $(SELECT),--select '$(SELECT)')
 
 demo: $(STAMP) ## Offline demo: local sample feeds, two collection runs, then the status
 	$(ABI) demo
@@ -83,6 +95,7 @@ bench: $(STAMP) ## Run the benchmarks and print the numbers quoted in docs/bench
 	$(BIN)/python tests/benchmarks/bench_api.py
 	$(BIN)/python tests/benchmarks/bench_db.py
 	$(BIN)/python tests/benchmarks/bench_schedule.py
+	$(BIN)/python tests/benchmarks/bench_bridge.py
 
 clean: ## Remove .venv and caches (the datastore is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -48,6 +48,25 @@ def run_measured(cmd: list[str], env: dict[str, str], *, timeout: float = 1800.0
                 "stderr": err.read().decode(), "maxrss_mb": usage.ru_maxrss / 1024}
 
 
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM of /proc/self/status; ru_maxrss where there is no /proc), in MB.
+
+    Linux carries a parent's peak RSS into its children (fork copies the RSS counters, and exec keeps
+    the high-water mark of the memory it replaces), so `run_measured`'s maxrss_mb is never below the
+    peak of the process that spawned the child: keep the measuring process small, or have the child
+    report this value itself.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def check(ok: bool, message: str) -> None:
     if not ok:
         raise SystemExit(f"bench: {message}")
