@@ -81,6 +81,9 @@ lineage: $(STAMP) ## The dependency graph: sources -> aggregates -> bridges -> s
 materialize: $(STAMP) ## Run everything now in dependency order (SELECT='*news_graph' for a part)
 	$(ABI) materialize $(if $(SELECT),--select '$(SELECT)')
 
+check: $(STAMP) ## Check every source, aggregate and bridge; post new alerts to the [alerts] webhook
+	$(ABI) check
+
 demo: $(STAMP) ## Offline demo: local sample feeds, two collection runs, then the status
 	$(ABI) demo
 

@@ -184,7 +184,7 @@ def _fold(agg: AggregateConfig, chunks: list[Chunk], run: Run,
             if key is None or not isinstance(key, _SCALARS):
                 run.counts["no_key"] += 1
                 continue
-            kb = orjson.dumps(key)
+            kb = orjson.dumps([key])[1:-1]  # a copy of exact size: orjson's own result keeps a 4 KiB buffer
             acc = folded.get(kb)
             if acc is None:
                 acc = folded[kb] = {agg.key_name: key}

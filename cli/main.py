@@ -553,6 +553,7 @@ def version_cmd() -> None:
     typer.echo(tool_version())
 
 
+from cli import check_cmd  # noqa: E402,F401,I001 - registers abi check
 def main() -> None:
     app()
 

@@ -129,10 +129,15 @@ class RemoteStore:
     # ---- the protocol
 
     def replace_graph(self, graph: str, ntriples: bytes) -> int:
-        """One Graph Store PUT: the server swaps the graph in one transaction."""
+        """One Graph Store request the server applies in one transaction.
+
+        PUT replaces the graph; into an empty graph a POST does the same at about half
+        the cost on Oxigraph (no old graph to drop inside the transaction).
+        """
         self._writable()
         node = named_node(graph)
-        self._request("PUT", self.store_url, params={"graph": graph}, data=ntriples, what="graph upload",
+        method = "POST" if self.count(node.value) == 0 else "PUT"
+        self._request(method, self.store_url, params={"graph": graph}, data=ntriples, what="graph upload",
                       expect=(200, 201, 204), headers={"Content-Type": N_TRIPLES})
         return self.count(node.value)
 
