@@ -389,7 +389,10 @@ def test_rate_limit_spaces_the_requests_to_one_host(tmp_path, server) -> None:
     assert json.loads(result.stdout)["counts"]["pages"] == 11
     times = [float(h[":time"]) for h in server.headers_for("/api/page")]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.045  # 20 per second: at least 50 ms apart (less a little for clock reads)
+    # 20 per second: 50 ms apart when sent. Arrival times jitter on a loaded machine (one request
+    # late, the next on time), so the span of all 11 is checked closely and each gap loosely.
+    assert times[-1] - times[0] >= 10 * 0.05 * 0.9
+    assert min(gaps) >= 0.02
 
 
 def test_records_without_a_primary_key_are_keyed_by_content(tmp_path, server) -> None:
