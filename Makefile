@@ -84,7 +84,7 @@ materialize: $(STAMP) ## Run everything now in dependency order (SELECT='*news_g
 check: $(STAMP) ## Check every source, aggregate and bridge; post new alerts to the [alerts] webhook
 	$(ABI) check
 
-demo: $(STAMP) ## Offline demo: local sample feeds, two collection runs, then the status
+demo: $(STAMP) ## Offline demo: sample feeds and API on 127.0.0.1, collect twice, aggregate, bridge, status
 	$(ABI) demo
 
 test: $(STAMP) ## Run the test suite
@@ -99,6 +99,7 @@ bench: $(STAMP) ## Run the benchmarks and print the numbers quoted in docs/bench
 	$(BIN)/python tests/benchmarks/bench_db.py
 	$(BIN)/python tests/benchmarks/bench_schedule.py
 	$(BIN)/python tests/benchmarks/bench_bridge.py
+	$(BIN)/python tests/benchmarks/bench_ui.py
 
 clean: ## Remove .venv and caches (the datastore is kept)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
