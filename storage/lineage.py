@@ -140,7 +140,7 @@ def render_svg(graph: Lineage, *, status: dict[str, str] | None = None) -> str:
     `status` (node id -> last run status) colours each node's border.
     """
     status = status or {}
-    box_w, box_h, gap_x, gap_y, pad = 190, 46, 70, 18, 20
+    box_w, box_h, gap_x, gap_y, pad = 220, 46, 60, 18, 20
     columns: dict[int, list[Node]] = {}
     for node in graph.nodes:
         columns.setdefault(node.layer, []).append(node)
@@ -169,7 +169,7 @@ def render_svg(graph: Lineage, *, status: dict[str, str] | None = None) -> str:
     for node in graph.nodes:
         x, y = pos[node.id]
         stroke = border.get(status.get(node.id, ""), "#9aa0a6")
-        label = node.label if len(node.label) <= 26 else node.label[:25] + "…"
+        label = node.label if len(node.label) <= 25 else node.label[:24] + "…"
         parts.append(
             f'<g class="node" data-node="{html.escape(node.id, quote=True)}" data-kind="{node.kind}">'
             f'<title>{html.escape(node.label)}</title>'
