@@ -554,6 +554,7 @@ def version_cmd() -> None:
 
 
 from cli import check_cmd  # noqa: E402,F401,I001 - registers abi check
+from cli import ui_cmd  # noqa: E402,F401 - registers abi ui
 def main() -> None:
     app()
 
