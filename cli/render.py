@@ -199,15 +199,33 @@ def tick(rows: list[dict[str, Any]], *, as_json: bool, quiet_idle: bool = False)
         out.print(f"{stamp} {text}", style=_STYLE.get(row.get("status") or row["action"]), markup=False)
 
 
+_ANSI = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "dim": "2"}
+
+
+def plain_table(headers: list[str], rows: list[tuple[list[str], str | None]], *, stream: Any = None) -> None:
+    """Columns aligned by hand: `abi status` is run every minute by scripts and must cost no more than
+    its start-up, and rich's table costs more than the rest of the command. Colour only on a terminal."""
+    stream = stream or sys.stdout
+    colour = stream.isatty()
+    widths = [len(h) for h in headers]
+    for cells, _ in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, cells, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    stream.write(("\033[1m" + line(headers) + "\033[0m" if colour else line(headers)) + "\n")
+    for cells, style in rows:
+        text = line([" ".join(c.split()) for c in cells])
+        code = _ANSI.get(style or "")
+        stream.write((f"\033[{code}m{text}\033[0m" if colour and code else text) + "\n")
+
+
 def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for col in ("NAME", "MODULE", "KIND", "LAST RUN", "STATUS", "NEW", "TOTAL", "AGE", "FAILS", "NEXT", "NOTE"):
-        table.add_column(col)
+    table = []
     for row in rows:
         when = row["last_run_at"]
         when = datetime.fromisoformat(when.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%SZ") if when else "-"
@@ -222,12 +240,13 @@ def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
             note = (note + " sensor: " + row["sensor_skip_reason"]).strip()
         nxt = row.get("next_due") or "-"
         nxt = nxt if nxt in ("now", "-") else nxt[11:16] + "Z"
-        table.add_row(row["source"], row["module"], row["kind"], when, row["last_status"],
-                      "-" if row["new_items"] is None else str(row["new_items"]),
-                      str(row["total"] if row.get("total") is not None else row.get("total_new", 0)),
-                      human_age(row["age_s"]),
-                      str(row["consecutive_failures"]), nxt, note[:70], style=_STYLE.get(row["last_status"]))
-    _console().print(table)
+        table.append(([row["source"], row["module"], row["kind"], when, row["last_status"],
+                       "-" if row["new_items"] is None else str(row["new_items"]),
+                       str(row["total"] if row.get("total") is not None else row.get("total_new", 0)),
+                       human_age(row["age_s"]), str(row["consecutive_failures"]), nxt, note[:70]],
+                      _STYLE.get(row["last_status"])))
+    plain_table(["NAME", "MODULE", "KIND", "LAST RUN", "STATUS", "NEW", "TOTAL", "AGE", "FAILS", "NEXT", "NOTE"],
+                table)
 
 
 def demo(result: dict[str, Any], *, as_json: bool) -> None:

@@ -59,12 +59,20 @@ def append(ds: Datastore, record: dict[str, Any]) -> None:
 
 def rebuild(ds: Datastore, module: str) -> int:
     """Write the index afresh from the run records (oldest first); return the number of runs."""
-    import json
-
     from storage.atomic import write_bytes
 
+    lines = _record_lines(ds, module)
+    path = index_path(ds, module)
+    write_bytes(path, (b"\n".join(lines) + b"\n") if lines else b"")
+    return len(lines)
+
+
+def _record_lines(ds: Datastore, module: str) -> list[bytes]:
+    """Index lines made from the run records, oldest first."""
+    import json
+
     folder = ds.runs_dir(module)
-    lines = []
+    lines: list[bytes] = []
     if folder.is_dir():
         for name in sorted(os.listdir(folder)):
             if not name.endswith(".json") or name.startswith("."):
@@ -74,10 +82,8 @@ def rebuild(ds: Datastore, module: str) -> int:
                     record = json.load(fh)
             except (OSError, ValueError):
                 continue
-            lines.append(json.dumps(brief(record), ensure_ascii=False, separators=(",", ":"), default=str))
-    path = index_path(ds, module)
-    write_bytes(path, ("\n".join(lines) + "\n").encode() if lines else b"")
-    return len(lines)
+            lines.append(json.dumps(brief(record), ensure_ascii=False, separators=(",", ":"), default=str).encode())
+    return lines
 
 
 def _lines_backwards(path: Path) -> Iterator[bytes]:
@@ -89,8 +95,10 @@ def _lines_backwards(path: Path) -> Iterator[bytes]:
     try:
         end = fh.seek(0, 2)
         rest = b""
+        block_size = 4096  # "the last 10 runs" needs a few KiB; grow for longer reads
         while end > 0:
-            start = max(0, end - _BLOCK)
+            start = max(0, end - block_size)
+            block_size = min(block_size * 2, _BLOCK)
             fh.seek(start)
             block = fh.read(end - start) + rest
             end = start
@@ -135,10 +143,11 @@ def read_runs(ds: Datastore, *, modules: list[str] | None = None, source: str | 
     found: list[dict[str, Any]] = []
     for module in modules if modules is not None else ds.modules():
         path = index_path(ds, module)
-        if not path.exists() and ds.runs_dir(module).is_dir():
-            rebuild(ds, module)
+        # no index yet (a datastore from before it existed): read the records, write nothing (readers such
+        # as the web UI never write); the next run's record builds the index
+        lines = _lines_backwards(path) if path.exists() else reversed(_record_lines(ds, module))
         taken = 0
-        for line in _lines_backwards(path):
+        for line in lines:
             try:
                 run = json.loads(line)
             except ValueError:
