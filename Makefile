@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	else \
 	  $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'; \
 	fi
+	@# compiled once here: with PYTHONDONTWRITEBYTECODE set (common in containers) every start would
+	@# otherwise compile the project's modules again, which is most of what a small command costs
+	@$(BIN)/python -m compileall -q cli collectors bridges storage >/dev/null
 	@touch $(STAMP)
 
 install: $(STAMP) ## Create .venv with the project and its dev tools (uv when present, else pip)
@@ -94,6 +97,7 @@ lint: $(STAMP) ## Check the code with ruff
 	$(BIN)/ruff check .
 
 bench: $(STAMP) ## Run the benchmarks and print the numbers quoted in docs/benchmarks.md
+	@$(BIN)/python -m compileall -q cli collectors bridges storage >/dev/null
 	$(BIN)/python tests/benchmarks/bench_rss.py
 	$(BIN)/python tests/benchmarks/bench_api.py
 	$(BIN)/python tests/benchmarks/bench_db.py
