@@ -87,6 +87,9 @@ materialize: $(STAMP) ## Run everything now in dependency order (SELECT='*news_g
 check: $(STAMP) ## Check every source, aggregate and bridge; post new alerts to the [alerts] webhook
 	$(ABI) check
 
+ui: $(STAMP) ## The web UI on http://127.0.0.1:3000/ (PORT=...); reads the datastore, never writes it
+	$(ABI) ui $(if $(PORT),--port $(PORT))
+
 demo: $(STAMP) ## Offline demo: sample feeds and API on 127.0.0.1, collect twice, aggregate, bridge, status
 	$(ABI) demo
 

@@ -84,7 +84,8 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
     readme = (REPO / "README.md").read_text()
     commands = [["collect", "rss"], ["collect", "api"], ["collect", "db"], ["collect", "files"], ["tick"],
                 ["schedule"], ["backfill"], ["aggregate"], ["bridge"], ["query"], ["export"], ["status"], ["runs"],
-                ["logs"], ["lineage"], ["materialize"], ["check"], ["demo"], ["version"]]
+                ["logs"], ["lineage"], ["materialize"], ["check"], ["ui"], ["demo"],
+                ["version"]]
     for cmd in commands:
         result = run_cli(*cmd, "--help")
         assert result.exit_code == 0
