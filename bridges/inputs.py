@@ -111,6 +111,10 @@ def _scan_folder(ds: Datastore, info: InputInfo, since: dict[str, Any] | None) -
     last = after
     for run_id in run_ids(ds, info.module, info.name, after=after):
         record = read_json(ds.runs_dir(info.module) / f"{run_id}.json") or {}
+        if record.get("status") == "skipped":
+            # a skipped run never held the lock: its id may sort after a run still going on,
+            # whose record (and entries) must not fall behind the mark
+            continue
         for rel in record.get("files_written") or []:
             if rel.endswith(".json") and not rel.endswith(".meta.json"):
                 path = ds.root / rel

@@ -36,9 +36,25 @@ _DATETIME_RE = re.compile(r"^-?\d{4,}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+
 _IRI_UNSAFE = re.compile(r'[\x00-\x20<>"{}|^`\\\x7f]')
 
 
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
 def iri(value: str) -> str:
-    """An IRI term; characters N-Triples forbids in IRIs are percent-encoded."""
+    """An IRI term; characters N-Triples forbids in IRIs, and a `%` that starts no escape, are percent-encoded."""
+    value = _BAD_PERCENT.sub("%25", value)
     return "<" + _IRI_UNSAFE.sub(lambda m: quote(m.group(0), safe=""), value) + ">"
+
+
+def valid_iri(term: str) -> bool:
+    """Whether a store will take this IRI term: one bad URL must not fail the batch it is in."""
+    import pyoxigraph
+
+    try:
+        pyoxigraph.NamedNode(term[1:-1])
+    except ValueError:
+        return False
+    return True
 
 
 def literal(value: str, datatype: str | None = None) -> str:
@@ -76,14 +92,17 @@ def article_triples(record: dict[str, Any], run: RunInfo | None, out: list[str])
     """Append the N-Triples lines of one article to `out`; False when it has no URL or no title."""
     url = record.get("url")
     title = record.get("title") or record.get("headline")
-    if not isinstance(url, str) or not url or not isinstance(title, str) or not title.strip():
+    if not isinstance(url, str) or not _SCHEME.match(url) or not isinstance(title, str) or not title.strip():
         return False
+    page = iri(url)
+    if not valid_iri(page):
+        return False  # counted as skipped by the bridge
     s = article_iri(url)
     add = out.append
     add(f"{s} {RDF_TYPE} <{SCHEMA}NewsArticle> .")
     add(f"{s} <{SCHEMA}headline> {literal(title)} .")
     add(f"{s} <{DCT}title> {literal(title)} .")
-    add(f"{s} <{SCHEMA}url> {iri(url)} .")
+    add(f"{s} <{SCHEMA}url> {page} .")
     add(f"{s} <{DCT}identifier> {literal(hashlib.sha256(url.encode()).hexdigest()[:32])} .")
     published = date_time(record.get("published"))
     if published:

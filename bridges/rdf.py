@@ -111,9 +111,11 @@ def _bridge(config: Config, b: BridgeConfig, run: Run, *, full: bool, progress: 
     except BaseException:
         store.close()
         raise
+    run.details.update(graph=b.graph, store=store.location)
     try:
         index.begin(run.run_id)
         if reason is None:
+            run.details["mode"] = "incremental"
             changed = _incremental(config, b, run, store, index, found.chunks, key_path, progress)
             if changed is not None:
                 index.rollback()
@@ -121,13 +123,10 @@ def _bridge(config: Config, b: BridgeConfig, run: Run, *, full: bool, progress: 
                 found = scan(config, b.input, None)
                 index.begin(run.run_id)
         if reason is not None:
+            run.details.update(mode="full", full_reason=reason)  # set first: a failed run says what it tried
             _full(config, b, run, store, index, found.chunks, key_path, progress)
-        run.details["mode"] = "full" if reason else "incremental"
-        if reason:
-            run.details["full_reason"] = reason
         log.info("bridge %s: %s%s into %s", b.name, run.details["mode"], f" ({reason})" if reason else "",
                  store.location)
-        run.details.update(graph=b.graph, store=store.location)
         index.commit()
     finally:
         index.close()
@@ -191,15 +190,17 @@ def _full(config: Config, b: BridgeConfig, run: Run, store: Any, index: KeyIndex
           key_path: str | None, progress: Progress | None) -> None:
     """The whole graph from every record (the latest version of each key), swapped in as a unit."""
     latest: dict[str, tuple[Chunk, Any]] = {}
-    for chunk, record, key, _ in _classified(index, _records(chunks, key_path, run)):
+    fresh = 0
+    for chunk, record, key, verdict in _classified(index, _records(chunks, key_path, run)):
         latest.pop(key, None)  # keep collection order of the latest version
         latest[key] = (chunk, record)
+        fresh += verdict == NEW
     run.count("records_removed", index.drop_unseen())
     data = _triples(config, b, run, store, list(latest.values()), progress)
     after = store.replace_graph(b.graph, data)
     run.count("triples_added", max(0, after - run.counts["triples"]))
     run.counts["triples"] = after
-    run.count("records_new", len(latest))
+    run.count("records_new", fresh)  # records the graph did not have (the rebuild covers them all)
 
 
 def _triples(config: Config, b: BridgeConfig, run: Run, store: Any, items: list[tuple[Chunk, Any]],

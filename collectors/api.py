@@ -95,7 +95,7 @@ def preview_api(*, config: Config, source: str | None, since: str | None = None,
     (src,) = config.select_kind("api", source=source)
     api = src.api
     secrets = resolve_secrets(api.auth, src.name)
-    state = load_state(config.datastore, src.module, src.name) if not full_refresh else {}
+    state = load_state(config.datastore, src.module, src.name, recover=False) if not full_refresh else {}
     start = _start_watermark(api, state.get("watermark"), since=since, full_refresh=full_refresh)
     walk = Walk()
     send = _sender(src, secrets, Counter(), spool_dir=None)

@@ -344,7 +344,7 @@ def _untyped(value: Any) -> Any:
 def rows_pending(ds: Datastore, src: SourceConfig) -> bool:
     """Is there at least one row after the watermark (the rows sensor)? One LIMIT 1 query."""
     db = src.db
-    state = load_state(ds, src.module, src.name)
+    state = load_state(ds, src.module, src.name, recover=False)
     sql, params = build_query(db, _restore(state.get("watermark")), strict=True)
     probe = f"SELECT 1 AS pending FROM ({sql}) AS abi_probe LIMIT 1"
     password = _password(src)

@@ -305,7 +305,7 @@ def _after_success(src: SourceConfig, run: Run, path: Path) -> None:
 def pending_files(ds: Datastore, src: SourceConfig, now: float | None = None) -> int:
     """How many files a run would process now (the folder sensor): a listing and stats, no reads."""
     fc = src.files
-    seen = (load_state(ds, src.module, src.name) or {}).get("files", {})
+    seen = (load_state(ds, src.module, src.name, recover=False) or {}).get("files", {})
     now = time.time() if now is None else now
     count = 0
     for path in _candidates(src):

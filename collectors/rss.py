@@ -72,10 +72,19 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, force: bool,
     seen: dict[str, list[str]] = state.setdefault("seen", {})
     folder = ds.data_dir(src.module, src.name, src.path)
     remove_stale_temp_files(folder)
-    for recovered in take_recovered(state):  # published by a run that died before its record: list them here
-        run.files += [ds.relative(ds.module_dir(src.module) / rel) for rel in recovered.get("files", [])]
+    # The run records are the ledger aggregates and bridges read. Entries published by a run that died
+    # before its record was written are listed in this run's record: those found through the journal
+    # (died before saving the state), and those the last run saved as `unrecorded` (died after).
+    module_dir = ds.module_dir(src.module)
+    for recovered in take_recovered(state):
+        run.files += [ds.relative(module_dir / rel) for rel in recovered.get("files", [])]
         run.warnings.append(f"recovered {len(recovered.get('files', []))} entries published by run "
                             f"{recovered.get('run_id')}, which was interrupted")
+    last = state.pop("unrecorded", None) or {}
+    if last.get("run_id") and last.get("files") and not (ds.runs_dir(src.module) / f"{last['run_id']}.json").exists():
+        run.files += [ds.relative(module_dir / rel) for rel in last["files"]]
+        run.warnings.append(f"listed {len(last['files'])} entries of run {last['run_id']}, which stopped before "
+                            "writing its run record")
 
     for key in ("feeds", "new", "already_stored", "errors"):
         run.counts.setdefault(key, 0)
@@ -129,6 +138,9 @@ def _collect_source(ds: Datastore, src: SourceConfig, run: Run, *, force: bool,
 
     for outcome in outcomes:
         _update_feed_state(outcome, feed_state, seen, fresh_keys)
+    prefix = ds.relative(module_dir) + "/"
+    state["unrecorded"] = {"run_id": run.run_id, "files": [f.removeprefix(prefix) for f in run.files
+                                                            if f.endswith(".json") and not f.endswith(".meta.json")]}
     save_state(ds, src.module, src.name, state)
 
     failed = sum(1 for o in outcomes if o.status == "failed")

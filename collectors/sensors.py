@@ -37,7 +37,7 @@ def _feeds_changed(config: Config, src: SourceConfig) -> tuple[bool, str, dict[s
     from collectors.rss import FEED_ACCEPT, FEED_MAX_BYTES, feed_key
     from storage.state import load_state
 
-    feeds_state = load_state(config.datastore, src.module, src.name).get("feeds", {})
+    feeds_state = load_state(config.datastore, src.module, src.name, recover=False).get("feeds", {})
     for feed in src.feeds:
         prev = feeds_state.get(feed_key(feed), {})
         if prev.get("gone"):
@@ -61,7 +61,7 @@ def _api_changed(config: Config, src: SourceConfig,
     from storage.state import load_state
 
     api = src.api
-    watermark = load_state(config.datastore, src.module, src.name).get("watermark")
+    watermark = load_state(config.datastore, src.module, src.name, recover=False).get("watermark")
     send = _sender(src, resolve_secrets(api.auth, src.name), Counter(), spool_dir=None)
     result = send(api.url, _base_params(api, watermark) or None)
     if result.error:

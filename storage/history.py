@@ -61,4 +61,35 @@ def run_log_lines(*, config: Config, run_id: str | None = None, source: str | No
             lines = [line.rstrip("\n") for line in fh]
         return iter(lines)
     record = ds.runs_dir(path.parent.parent.parent.name) / f"{path.stem}.json"
-    return follow_file(path, done=record.exists)
+    writer = _writer_of(path)
+
+    def done() -> bool:
+        # the run wrote its record, or its process is gone (killed: it never will)
+        return record.exists() or (writer is not None and not _alive(writer))
+
+    return follow_file(path, done=done)
+
+
+def _writer_of(path) -> int | None:
+    """The pid in the log's first line, when it was written on this host."""
+    import re
+    import socket
+
+    with open(path, encoding="utf-8") as fh:
+        first = fh.readline()
+    match = re.search(r"\(pid (\d+) on (\S+)\)", first)
+    if not match or match.group(2) != socket.gethostname():
+        return None
+    return int(match.group(1))
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -10,6 +10,8 @@ after its record is written.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -48,7 +50,8 @@ def run_job(*, ds: Datastore, module: str, source: str, kind: str, command: list
     run.restart()  # ids in lock order: a run that waited for the lock sorts after the one it waited for
     try:
         with run_log(ds, module, run.run_id):
-            log.info("%s %s: run %s started: %s", kind, source, run.run_id, " ".join(redact_text(a) for a in command))
+            log.info("%s %s: run %s started (pid %s on %s): %s", kind, source, run.run_id, os.getpid(),
+                     socket.gethostname(), " ".join(redact_text(a) for a in command))
             try:
                 work(run)
             except AbiError as exc:

@@ -8,6 +8,7 @@ UI needs neither Graphviz nor the internet.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import os
 from dataclasses import dataclass, field
@@ -75,7 +76,8 @@ def build_lineage(config: Config) -> Lineage:
         graph.nodes.append(Node(b.name, "bridge", b.module, b.name, layer[b.name]))
         graph.edges.append((b.input, b.name))
         url = store_url_for(config.triplestore, b)
-        store_id = f"store:{url or 'embedded'}"
+        # the id lands in SVG attributes and the UI: a hash, never the URL (it may carry credentials)
+        store_id = "store:embedded" if url is None else "store:" + hashlib.sha256(url.encode()).hexdigest()[:12]
         stores.setdefault(store_id, store_label(config, url))
         graph.edges.append((b.name, store_id))
     last = max((layer[b] for b in config.bridges), default=0) + 1

@@ -42,11 +42,17 @@ def append(ds: Datastore, record: dict[str, Any]) -> None:
     """One line, one write with O_APPEND: concurrent runs never interleave inside a line."""
     import json
 
+    from storage.locks import SourceLock
+
     path = index_path(ds, record["module"])
-    if not path.exists():
-        rebuild(ds, record["module"])  # a new or older datastore: index every record, this one included
-        return
     line = (json.dumps(brief(record), ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode()
+    if not path.exists():
+        # a new or older datastore: index every record, this one included. Two runs ending together
+        # would both rebuild, and the later replace could drop the other's line: one at a time.
+        with SourceLock(ds.orchestration(record["module"]) / "locks" / "history-index.lock", wait=True):
+            if not path.exists():
+                rebuild(ds, record["module"])
+                return
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size
@@ -141,6 +147,7 @@ def read_runs(ds: Datastore, *, modules: list[str] | None = None, source: str | 
     import json
 
     found: list[dict[str, Any]] = []
+    slack = _minus_minute(since) if since is not None else ""
     for module in modules if modules is not None else ds.modules():
         path = index_path(ds, module)
         # no index yet (a datastore from before it existed): read the records, write nothing (readers such
@@ -152,8 +159,10 @@ def read_runs(ds: Datastore, *, modules: list[str] | None = None, source: str | 
                 run = json.loads(line)
             except ValueError:
                 continue  # a line cut short by a crash
-            if since is not None and (run.get("ended_at") or "") < since:
-                break  # lines are in the order runs ended: every earlier line ended (so started) before `since`
+            if since is not None and (run.get("ended_at") or "") < slack:
+                # lines are in (about) the order runs ended: every earlier line ended, so started, before
+                # `since` (the slack covers runs that ended together and appended in the other order)
+                break
             if since is not None and (run.get("started_at") or "") < since:
                 continue
             if (source is None or run.get("source") == source) and (status is None or run.get("status") == status):
@@ -163,3 +172,8 @@ def read_runs(ds: Datastore, *, modules: list[str] | None = None, source: str | 
                     break
     found.sort(key=lambda r: r.get("ended_at") or "", reverse=True)
     return found[:limit] if limit is not None else found
+
+
+def _minus_minute(stamp: str) -> str:
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) - timedelta(minutes=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -19,8 +19,15 @@ from storage.paths import Datastore
 STATE_VERSION = 1
 
 
-def load_state(ds: Datastore, module: str, source: str) -> dict[str, Any]:
+def load_state(ds: Datastore, module: str, source: str, *, recover: bool = True) -> dict[str, Any]:
+    """The source's state; with `recover` (the job, under its lock) an interrupted run's journal is folded in.
+
+    Readers outside the lock (sensors, status) pass recover=False: they must never write the state
+    a running job is about to replace.
+    """
     state = read_json(ds.state_file(module, source)) or {"version": STATE_VERSION}
+    if not recover:
+        return state
     journal_path = ds.journal_file(module, source)
     journal = read_json(journal_path)
     if journal and "seen" in journal:  # other journals are replayed by their job (see read_journal)

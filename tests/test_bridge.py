@@ -471,3 +471,37 @@ def test_two_bridges_at_once_are_serialized_and_both_complete(kg: Env) -> None:
     assert [r["status"] for r in records] == ["success", "success"]
     assert _select(kg, ARTICLES, "--graph", "raw_graph") == [{"n": "14"}]
     assert _select(kg, ARTICLES, "--graph", "news_graph") == [{"n": "14"}]
+
+
+def test_one_bad_url_is_skipped_not_the_batch(tmp_path: Path, server) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    records = [{"url": "https://example.org/ok", "title": "Fine"},
+               {"url": "https://example.org/100%free", "title": "Percent sign"},
+               {"url": "https://exa mple.org/sp ace", "title": "Spaces"},
+               {"url": "not a url", "title": "No scheme"},
+               {"url": "http://[::1/broken", "title": "Broken host"}]
+    (drop / "r.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    os.utime(drop / "r.jsonl", (time.time() - 60, time.time() - 60))
+    _set_feeds(server, items=1)
+    env = Env(tmp_path, server, _config(tmp_path, server, extra=textwrap.dedent(f"""
+        [sources.links]
+        kind = "files"
+        module = "abi"
+        path = "{drop}"
+        pattern = "*.jsonl"
+        process = "jsonl"
+        settle_seconds = 0
+
+        [bridges.links_graph]
+        module = "abi"
+        input = "links"
+        pipeline = "builtin:news"
+        """)))
+    assert env.abi("collect", "files").exit_code == 0
+    record = _bridge(env, "links_graph")
+    assert record["status"] == "success", record["error"]
+    assert (record["counts"]["records_mapped"], record["counts"]["records_skipped"]) == (3, 2)
+    urls = {r["u"] for r in _select(env, "SELECT ?u WHERE { ?a <http://schema.org/url> ?u }", "--graph",
+                                     "links_graph")}
+    assert urls == {"https://example.org/ok", "https://example.org/100%25free", "https://exa%20mple.org/sp%20ace"}

@@ -189,3 +189,32 @@ def test_status_marks_a_source_overdue_when_nothing_runs_it(env: Env) -> None:
     assert not next(r for r in source_status(config=config, now=soon) if r["source"] == "news")["overdue"]
     late = next(r for r in source_status(config=config, now=later) if r["source"] == "news")
     assert late["overdue"] and late["stale"]
+
+
+def test_lineage_never_shows_the_triple_store_credentials(env: Env) -> None:
+    env.config.write_text(env.config.read_text() + textwrap.dedent("""
+        [triplestore]
+        url = "https://admin:S3cretPw@graphdb.internal:7200/repositories/abi?apikey=K3yK3y"
+        """))
+    for fmt in ("text", "mermaid", "dot", "svg"):
+        out = env.abi("lineage", "--format", fmt).stdout
+        assert "S3cretPw" not in out and "K3yK3y" not in out, fmt
+        assert "graphdb.internal" in out, fmt
+
+
+def test_logs_follow_stops_when_the_run_was_killed(env: Env) -> None:
+    for q in ("AI", "OpenAI", "NASA"):
+        env.server.set_feed(f"/{q.lower()}.xml", sample_rss(q, items=5), latency=5)
+    cfg = str(env.config)
+    collector = subprocess.Popen([sys.executable, "-m", "cli.main", "collect", "rss", "--config", cfg],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    logs = env.module_dir / "orchestration" / "compute_logs"
+    deadline = time.monotonic() + 20
+    while not (logs.is_dir() and any(logs.iterdir())):
+        assert time.monotonic() < deadline and collector.poll() is None, "no log appeared"
+        time.sleep(0.02)
+    collector.kill()
+    collector.wait(timeout=10)
+    follower = subprocess.run([sys.executable, "-m", "cli.main", "logs", "--source", "news", "--follow",
+                               "--config", cfg], capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert follower.returncode == 0 and "started" in follower.stdout
