@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from cli.render import human_age
 from storage.config import Config
 
 RUN_ID_RE = re.compile(r"^\d{8}T\d{6}(?:\.\d{3})?Z-(?P<source>[A-Za-z0-9][A-Za-z0-9_-]{0,63})-[0-9a-f]{6}$")
@@ -156,15 +157,6 @@ def esc(value: Any) -> str:
 def _ts(value: str | None) -> str:
     """'2026-11-26T08:33:18.123456Z' -> '2026-11-26 08:33:18Z' (UTC throughout, as the CLI)."""
     return f"{value[:19].replace('T', ' ')}Z" if value else "-"
-
-
-def human_age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.1f}{unit}"
-    return f"{seconds:.0f}s"
 
 
 def _interval(seconds: int | None) -> str:

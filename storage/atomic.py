@@ -180,7 +180,7 @@ def remove_stale_temp_files(folder: Path) -> int:
         return 0
     for entry in entries:
         match = _TMP_RE.match(entry.name)
-        if not match or _pid_alive(int(match.group(1))):
+        if not match or pid_alive(int(match.group(1))):
             continue
         with contextlib.suppress(OSError):
             os.unlink(entry.path)
@@ -188,7 +188,7 @@ def remove_stale_temp_files(folder: Path) -> int:
     return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
     try:

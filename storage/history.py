@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from storage.atomic import pid_alive
 from storage.config import Config
 from storage.errors import UsageError
 from storage.run_index import parse_since, read_runs
@@ -65,7 +66,7 @@ def run_log_lines(*, config: Config, run_id: str | None = None, source: str | No
 
     def done() -> bool:
         # the run wrote its record, or its process is gone (killed: it never will)
-        return record.exists() or (writer is not None and not _alive(writer))
+        return record.exists() or (writer is not None and not pid_alive(writer))
 
     return follow_file(path, done=done)
 
@@ -81,15 +82,3 @@ def _writer_of(path) -> int | None:
     if not match or match.group(2) != socket.gethostname():
         return None
     return int(match.group(1))
-
-
-def _alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

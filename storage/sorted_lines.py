@@ -9,41 +9,21 @@ rebuild. The new file is published atomically like every other data file.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from storage.atomic import fsync_dir, storage_error, tmp_path_for
 from storage.errors import StorageError
+from storage.records import JsonLinesWriter
 
 _BLOCK = 1 << 20
 
 
-class SortedLinesWriter:
-    """Write a new version of `target` line by line or by copying ranges of the old one; publish atomically."""
-
-    def __init__(self, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.target = target
-        self.tmp = tmp_path_for(target)
-        self.sha = hashlib.sha256()
-        self.count = 0
-        try:
-            self.fh = open(self.tmp, "wb")  # noqa: SIM115 - closed by publish/abort
-        except OSError as exc:
-            raise storage_error(exc, target) from exc
+class SortedLinesWriter(JsonLinesWriter):
+    """A JSON Lines writer that can also copy ranges of the previous version of its file as they are."""
 
     def write(self, data: bytes, lines: int) -> None:
-        try:
-            self.fh.write(data)
-        except OSError as exc:
-            self.abort()
-            raise storage_error(exc, self.target) from exc
-        self.sha.update(data)
-        self.count += lines
+        self._write(data, lines)
 
     def copy_range(self, src: BinaryIO, start: int, end: int) -> None:
         """Old bytes [start, end) unchanged (their line count is added by the caller)."""
@@ -53,25 +33,8 @@ class SortedLinesWriter:
             block = src.read(min(_BLOCK, left))
             if not block:
                 raise StorageError(f"{self.target}: the stored dataset changed while it was read; run again")
-            self.write(block, 0)
+            self._write(block, 0)
             left -= len(block)
-
-    def publish(self) -> None:
-        try:
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
-            self.fh.close()
-            os.replace(self.tmp, self.target)
-        except OSError as exc:
-            self.abort()
-            raise storage_error(exc, self.target) from exc
-        fsync_dir(self.target.parent)
-
-    def abort(self) -> None:
-        with contextlib.suppress(OSError):
-            self.fh.close()
-        with contextlib.suppress(OSError):
-            self.tmp.unlink()
 
 
 def _line_at(fh: BinaryIO, offset: int, size: int) -> tuple[int, bytes]:
@@ -137,7 +100,7 @@ def merge_changes(*, old: Path | None, target: Path, changes: Iterable[tuple[byt
     except BaseException:
         writer.abort()
         raise
-    return writer.count, writer.sha.hexdigest()
+    return writer.count, writer.sha256
 
 
 def write_sorted(*, target: Path, lines: Iterable[bytes]) -> tuple[int, str]:
@@ -156,4 +119,4 @@ def write_sorted(*, target: Path, lines: Iterable[bytes]) -> tuple[int, str]:
     except BaseException:
         writer.abort()
         raise
-    return writer.count, writer.sha.hexdigest()
+    return writer.count, writer.sha256
