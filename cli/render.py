@@ -190,7 +190,9 @@ def tick(rows: list[dict[str, Any]], *, as_json: bool, quiet_idle: bool = False)
     out = _lines()
     stamp = datetime.now().astimezone().strftime("%H:%M:%S")
     if not ran:
-        out.print(f"{stamp} nothing due ({len(rows)} sources)", markup=False)
+        pipeline = sum(1 for r in rows if r["kind"] in ("aggregate", "bridge"))
+        more = f"; {pipeline} aggregates and bridges up to date" if pipeline else ""
+        out.print(f"{stamp} nothing due ({len(rows) - pipeline} sources{more})", markup=False)
     for row in ran:
         if row["action"] == "ran":
             text = f"{row['source']}: ran ({row['reason']}): {row['status']}, {row['summary']} (run {row['run_id']})"

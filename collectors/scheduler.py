@@ -111,7 +111,54 @@ def tick(*, config: Config, now: datetime | None = None, module: str | None = No
     if groups:
         with ThreadPoolExecutor(max_workers=min(max_lanes, len(groups)), thread_name_prefix="tick") as pool:
             list(pool.map(run_lane, groups))
-    return [rows[src.name] for src in sources]
+    out = [rows[src.name] for src in sources]
+    if source is None:  # then the aggregates and bridges whose inputs have data they have not read
+        out += _downstream(config, module=module, command=cmd, stop=stop)
+    return out
+
+
+def _downstream(config: Config, *, module: str | None, command: list[str],
+                stop: threading.Event | None) -> list[dict[str, Any]]:
+    """Aggregates (each after those it reads), then bridges: run each one that is behind its inputs.
+
+    This makes the one cron line `abi tick` the whole pipeline: collect what is due, then fold what
+    was collected into the aggregates and the knowledge graph, and nothing when nothing came in.
+    """
+    if not config.aggregates and not config.bridges:
+        return []
+    from storage.pipeline_config import aggregate_order
+    from storage.status import behind_inputs
+
+    names = [(n, "aggregate") for n in aggregate_order(config.aggregates)] + [(n, "bridge") for n in config.bridges]
+    rows = []
+    for name, kind in names:
+        node_module = config.module_of(name)
+        if module is not None and node_module != module:
+            continue
+        row = {"source": name, "module": node_module, "kind": kind, "due": False, "next_due": None}
+        behind = behind_inputs(config, name)
+        if not behind:
+            row.update(action="wait", reason="up to date with its inputs")
+        elif stop is not None and stop.is_set():
+            row.update(due=True, action="wait", reason="stopping: left for the next tick")
+        else:
+            row.update(due=True, reason=f"new data in {', '.join(behind)}")
+            try:
+                if kind == "aggregate":
+                    from bridges.aggregate import aggregate as job
+                else:
+                    from bridges.rdf import bridge as job
+                record = job(config=config, name=name, command=command)
+            except Exception as exc:
+                prefix = "" if isinstance(exc, AbiError) else f"unexpected {type(exc).__name__}: "
+                row.update(action="error", reason=prefix + " ".join(str(exc).split()))
+            else:
+                c = record["counts"]
+                summary = (f"{c.get('new', 0)} new keys" if kind == "aggregate"
+                           else f"{c.get('triples_added', 0)} triples added")
+                row.update(action="ran", status=record["status"], run_id=record["run_id"], summary=summary)
+        rows.append(row)
+    return rows
 
 
 def _row(src: SourceConfig, decision: Decision) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from storage.paths import Datastore
 from storage.redact import redact_text
 
 STATUSES = ("success", "failed", "skipped", "partial")
+# counts that mean a run changed its dataset (collectors, aggregates, bridges)
+CHANGE_COUNTS = ("new", "updated", "removed", "new_files", "changed_files", "triples_added", "records_removed")
 
 
 def utcnow() -> datetime:
@@ -145,6 +147,8 @@ def _update_summary(ds: Datastore, record: dict[str, Any], interval_s: int | Non
         elif record["status"] in ("failed", "partial"):
             summary["consecutive_failures"] = summary.get("consecutive_failures", 0) + 1
             summary["last_failure"] = brief
+        if record["status"] in ("success", "partial") and any(record["counts"].get(k) for k in CHANGE_COUNTS):
+            summary["last_change"] = brief  # what aggregates and bridges downstream have to catch up with
         if record["status"] != "skipped":
             summary["last_attempt"] = brief
             summary["total_new"] = summary.get("total_new", 0) + record["counts"].get("new", 0)

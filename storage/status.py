@@ -99,11 +99,7 @@ def _pipeline_rows(config: Config, module: str | None, now: datetime,
         last = summary.get("last_run") or {}
         success = summary.get("last_success") or {}
         ended = _parse(success.get("ended_at"))
-        behind = []
-        for dep in inputs:
-            dep_success = (summary_of(dep, config.module_of(dep)).get("last_success") or {}).get("ended_at")
-            if dep_success and (not success or dep_success > success.get("started_at", "")):
-                behind.append(dep)
+        behind = _behind(success, {dep: summary_of(dep, config.module_of(dep)) for dep in inputs})
         counts = last.get("counts") or {}
         out.append({
             "source": name, "module": mod, "kind": kind, "interval_s": None, "schedule": None,
@@ -122,3 +118,27 @@ def _pipeline_rows(config: Config, module: str | None, now: datetime,
             "inputs": list(inputs),
         })
     return out
+
+
+def _behind(success: dict[str, Any], inputs: dict[str, dict[str, Any]]) -> list[str]:
+    """The inputs whose data changed after this node's last success began (it has not read that yet).
+
+    A run that found nothing new does not count: a source polled every 30 s would otherwise make its
+    aggregate run every 30 s for nothing.
+    """
+    out = []
+    for dep, summary in inputs.items():
+        dep_change = (summary.get("last_change") or {}).get("ended_at")
+        if dep_change and (not success or dep_change > success.get("started_at", "")):
+            out.append(dep)
+    return out
+
+
+def behind_inputs(config: Config, name: str) -> list[str]:
+    """For an aggregate or bridge: the inputs with data it has not read yet (what `abi tick` runs it for)."""
+    ds = config.datastore
+    node = config.aggregates.get(name) or config.bridges[name]
+    inputs = node.inputs if name in config.aggregates else (node.input,)
+    success = (read_json(ds.summaries_dir(node.module) / f"{name}.json") or {}).get("last_success") or {}
+    return _behind(success, {dep: read_json(ds.summaries_dir(config.module_of(dep)) / f"{dep}.json") or {}
+                             for dep in inputs})

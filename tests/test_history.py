@@ -170,6 +170,9 @@ def test_status_covers_aggregates_and_bridges_and_marks_them_behind(env: Env) ->
     assert (rows["articles"]["kind"], rows["articles"]["total"], rows["articles"]["stale"]) == ("aggregate", 15,
                                                                                                 False)
     assert rows["graph"]["kind"] == "bridge" and rows["graph"]["total"] > 100 and not rows["graph"]["stale"]
+    assert env.collect().exit_code == 0  # nothing new upstream: nothing to catch up with
+    assert not {r["source"]: r for r in _json(env, "status")}["articles"]["stale"]
+    env.server.set_feed("/ai.xml", sample_rss("AI", items=7))
     assert env.collect().exit_code == 0  # new data upstream, not yet aggregated
     rows = {r["source"]: r for r in _json(env, "status")}
     assert rows["articles"]["stale"] and rows["articles"]["behind"] == ["news"]

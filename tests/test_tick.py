@@ -237,3 +237,41 @@ def test_minimum_interval_also_holds_for_a_scheduled_source_with_a_sensor(tmp_pa
     assert first["manual"]["action"] == "skipped"  # due by interval, the sensor found no new file
     again = _by_source(tick(config=config, now=clock.advance(minutes=2)))
     assert again["manual"]["action"] == "wait" and "minimum_interval 600s" in again["manual"]["reason"]
+
+
+def test_tick_folds_new_data_into_the_aggregates_and_bridges_downstream(tmp_path, server, clock) -> None:
+    pipeline = """
+[aggregates.articles]
+module = "m"
+inputs = ["news"]
+key = "url"
+fields = ["title"]
+
+[bridges.graph]
+module = "m"
+input = "articles"
+pipeline = "builtin:news"
+"""
+    config = load_config(_config(tmp_path, server, extra_sources=pipeline))
+    rows = _by_source(tick(config=config, now=clock(), source=None))
+    assert rows["news"]["action"] == "ran"
+    assert (rows["articles"]["action"], rows["articles"]["reason"]) == ("ran", "new data in news")
+    assert (rows["graph"]["action"], rows["graph"]["reason"]) == ("ran", "new data in articles")
+    assert rows["graph"]["status"] == "success" and rows["graph"]["summary"].endswith("triples added")
+    assert list(rows)[-2:] == ["articles", "graph"]  # after the sources, in dependency order
+
+    rows = _by_source(tick(config=config, now=clock.advance(minutes=2)))  # nothing collected: nothing folded
+    assert rows["articles"]["action"] == rows["graph"]["action"] == "wait"
+    assert rows["articles"]["reason"] == "up to date with its inputs"
+
+    server.set_feed("/a.xml", sample_rss("A", items=5))
+    rows = _by_source(tick(config=config, now=clock.advance(minutes=4)))  # news due again, with 2 new entries
+    assert rows["news"]["action"] == "ran" and rows["news"]["summary"] == "2 new"
+    assert rows["articles"]["summary"] == "2 new keys" and rows["graph"]["action"] == "ran"
+
+    only = _by_source(tick(config=config, now=clock.advance(minutes=6), source="news"))
+    assert list(only) == ["news"] and only["news"]["summary"] == "0 new"  # --source runs that source alone
+    rows = _by_source(tick(config=config, now=clock.advance(seconds=30)))
+    assert rows["articles"]["action"] == "wait"  # the news run found nothing: nothing to fold
+    text = run_cli("tick", "--config", str(config.path)).stdout
+    assert "2 aggregates and bridges up to date" in text
