@@ -539,17 +539,28 @@ def locate_run(config: Config, run_id: str) -> tuple[str, dict[str, Any]]:
     raise NotFound(run_id)
 
 
-def _log_tail(path: Path) -> tuple[list[str], int]:
-    """The last LOG_LINES lines of a log and how many came before them."""
-    from collections import deque
+LOG_BYTES = 1 << 20  # a page shows at most the last MiB of a log, whatever its size
+LOG_LINE_CHARS = 2000
 
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        total = 0
-        tail: deque[str] = deque(maxlen=LOG_LINES)
-        for line in fh:
-            total += 1
-            tail.append(line.rstrip("\n"))
-    return list(tail), total - len(tail)
+
+def _log_tail(path: Path) -> tuple[list[str], str]:
+    """The last LOG_LINES lines of a log, read from its last MiB at most, and a note on what is left out."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, 2)
+        start = max(0, size - LOG_BYTES)
+        fh.seek(start)
+        data = fh.read(size - start)
+    if start:
+        data = data.split(b"\n", 1)[1] if b"\n" in data else b""  # from the first whole line
+    lines = data.decode("utf-8", "replace").splitlines()
+    shown = [line[:LOG_LINE_CHARS] for line in lines[-LOG_LINES:]]
+    if start:
+        note = f"the last {len(shown)} lines; the first {start:,} bytes of the log are not shown"
+    elif len(lines) > len(shown):
+        note = f"the last {len(shown)} lines; {len(lines) - len(shown)} earlier lines cut"
+    else:
+        note = ""
+    return shown, note
 
 
 def run_page(config: Config, run_id: str, *, root: str = "../", static: bool = False, **_: Any) -> str:
@@ -595,7 +606,7 @@ def run_page(config: Config, run_id: str, *, root: str = "../", static: bool = F
     path = log_path(config.datastore, module, run_id)
     if path.is_file():
         lines, cut = _log_tail(path)
-        note = f'<p class="muted">the last {len(lines)} lines; {cut} earlier lines cut</p>' if cut else ""
+        note = f'<p class="muted">{esc(cut)} (abi logs prints it all)</p>' if cut else ""
         parts.append(f'<h2>Log</h2><p class="muted mono">{esc(config.datastore.relative(path))}</p>{note}'
                      f'<pre class="log" id="log">{esc(chr(10).join(lines))}</pre>')
     else:

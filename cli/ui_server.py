@@ -14,7 +14,6 @@ host, so a web page elsewhere cannot read the UI through DNS rebinding.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,6 +55,10 @@ class UiServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], configs: ConfigCache, *, log: Callable[[str], None]) -> None:
         self.configs = configs
         self.log = log
+        if ":" in address[0]:  # an IPv6 address such as ::1
+            import socket
+
+            self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         host = address[0]
         self.loopback = host in LOOPBACK or host.startswith("127.")
@@ -168,10 +171,12 @@ def build_static(config: Config, out: Path, *, runs: int = STATIC_RUNS) -> dict[
     from storage.history import list_runs
     from storage.status import source_status
 
-    out = out.absolute()
-    root = config.datastore.root.absolute()
+    out = out.resolve()  # `..` and symlinks resolved: a path that only looks outside the datastore is refused
+    root = config.datastore.root.resolve()
     if out == root or root in out.parents:
         raise UsageError(f"--build {out}: the UI never writes into the datastore ({root}); choose another folder")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--build {out}: that is a file; give a folder (it is created if missing)")
     rows = list_runs(config=config, limit=runs)
     pages = {name: fn(config, static=True) for name, fn in ui_pages.PAGES.items() if name != "runs.html"}
     pages["runs.html"] = ui_pages.runs(config, static=True, rows=rows, limit=runs)
@@ -184,11 +189,10 @@ def build_static(config: Config, out: Path, *, runs: int = STATIC_RUNS) -> dict[
         except ui_pages.NotFound:
             continue  # listed in the index but its record is gone: the list still shows it
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    from storage.atomic import write_bytes
+
     for name, page in pages.items():
-        target = out / name
-        tmp = target.with_name(f".{target.name}.tmp")
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, target)
+        write_bytes(out / name, page.encode("utf-8"), fsync=False, sync_dir=False)  # temp file + rename
     return {"folder": str(out), "pages": len(pages), "runs": len(ids), "index": str(out / "index.html")}
 
 

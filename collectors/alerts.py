@@ -15,6 +15,7 @@ next run tries again, and the check exits 1.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +26,7 @@ from storage.alert_state import Message, mark_failed, mark_sent, plan, read_stat
 from storage.checks import Finding, Node, run_checks, select_nodes
 from storage.checks_config import AlertsConfig
 from storage.config import Config
-from storage.errors import ConfigError, SourceBusy
+from storage.errors import AbiError, ConfigError, SourceBusy
 from storage.redact import redact_text
 from storage.runs import utcnow
 
@@ -69,6 +70,9 @@ class CheckReport:
                 "findings": [f.as_dict() for f in self.findings], "alerts": self.alerts, "warnings": self.warnings}
 
 
+LOCK_WAIT_S = 60.0
+
+
 def webhook_url(alerts: AlertsConfig, environ: Mapping[str, str] | None = None) -> str:
     """The URL from the environment; a missing or malformed one is a config error that never echoes the value."""
     env = os.environ if environ is None else environ
@@ -76,8 +80,12 @@ def webhook_url(alerts: AlertsConfig, environ: Mapping[str, str] | None = None) 
     if not url:
         raise ConfigError(f"[alerts] webhook_env: the environment variable {alerts.webhook_env} is not set; "
                           f"export it with the webhook's URL (e.g. https://hooks.slack.com/services/...)")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:
+        ok = False
+    if not ok:
         raise ConfigError(f"[alerts] webhook_env: the environment variable {alerts.webhook_env} must hold an "
                           f"http(s) URL (its value is not shown: it is a secret)")
     return url
@@ -94,7 +102,11 @@ def check_and_alert(*, config: Config, module: str | None = None, now: datetime 
     nodes = select_nodes(config, module)
     report = CheckReport(nodes=nodes, findings=run_checks(config=config, module=module, now=now))
     if url is not None:
-        report.alerts = _notify(config, module, report, url, now, send or post_webhook)
+        try:
+            report.alerts = _notify(config, module, report, url, now, send or post_webhook)
+        except AbiError as exc:  # e.g. the alert state cannot be written: the findings still get printed
+            report.alerts = {"sent": [], "resolved": [], "pending": [], "error": str(exc)}
+            report.warnings.append(f"alerts: {exc}")
     return report
 
 
@@ -104,12 +116,18 @@ def _notify(config: Config, module: str | None, report: CheckReport, url: str, n
     assert alerts is not None
     done: dict[str, Any] = {"sent": [], "resolved": [], "pending": [], "error": None}
     lock = state_lock(ds)
-    try:
-        lock.acquire()
-    except SourceBusy:
-        report.warnings.append("alerts: another abi check is sending alerts right now; this run sent none")
-        done["skipped"] = "busy"
-        return done
+    deadline = time.monotonic() + LOCK_WAIT_S  # an overlapping check (another module's cron line) is short
+    while True:
+        try:
+            lock.acquire()
+            break
+        except SourceBusy:
+            if time.monotonic() >= deadline:
+                report.warnings.append("alerts: another abi check has been sending alerts for over a minute; "
+                                       "this run sent none (they go out next run)")
+                done["skipped"] = "busy"
+                return done
+            time.sleep(0.2)
     try:
         state = read_state(ds)
         before = repr(state)
@@ -192,21 +210,28 @@ def _post_once(url: str, body: dict[str, Any], timeout: float) -> None:
 
     try:
         # No redirects: a redirected POST means a wrong URL, and following it could carry the body elsewhere.
+        # stream=True: the body of a 2xx is never read, and a 4xx's only in part, so a receiver that
+        # trickles or sends a huge answer cannot hold the check (and the alert lock) for ever
         resp = requests.post(url, json=body, timeout=(min(timeout, 10.0), timeout), allow_redirects=False,
-                             headers={"User-Agent": default_user_agent()})
+                             headers={"User-Agent": default_user_agent()}, stream=True)
     except requests.exceptions.Timeout:
         raise _Retryable(f"timed out after {timeout:g}s") from None
     except requests.exceptions.ConnectionError as exc:
         refused = "refused" in str(exc).lower()
         raise _Retryable("connection refused" if refused else "connection failed") from None
-    except requests.exceptions.RequestException as exc:
+    except Exception as exc:  # invalid URLs surface from urllib3 as other exceptions: the URL is never echoed
         raise WebhookError(f"request failed ({type(exc).__name__})") from None
     with resp:
         status = resp.status_code
         if 200 <= status < 300:
             return
         text = f"HTTP {status} {resp.reason or ''}".strip()
-        detail = " ".join(resp.text[:120].split()) if status < 500 else ""
+        detail = ""
+        if status < 500:
+            try:
+                detail = " ".join(resp.raw.read(400, decode_content=True).decode("utf-8", "replace")[:120].split())
+            except Exception:
+                detail = ""
         if detail:
             text += f": {detail}"  # Slack explains a 4xx in the body: invalid_token, channel_is_archived, ...
         if status in RETRY_STATUSES:

@@ -22,6 +22,7 @@ from typing import Any
 
 from storage.atomic import read_json, write_json
 from storage.checks import Finding
+from storage.errors import AbiError
 from storage.locks import SourceLock
 from storage.paths import Datastore
 from storage.runs import iso
@@ -47,10 +48,35 @@ def state_lock(ds: Datastore) -> SourceLock:
     return SourceLock(ds.root / "alerts" / "state.lock")
 
 
+_ENTRY_KEYS = ("node", "module", "rule", "opened_at")
+
+
 def read_state(ds: Datastore) -> dict[str, Any]:
-    data = read_json(state_path(ds)) or {}
-    alerts = data.get("alerts") if isinstance(data.get("alerts"), dict) else {}
+    """The alert state; entries damaged by hand edits are dropped (their alert is sent again if still open).
+
+    A check must never go silent because of its own bookkeeping: the findings matter more than
+    remembering that one was sent.
+    """
+    try:
+        data = read_json(state_path(ds)) or {}
+    except AbiError:
+        data = {}
+    raw = data.get("alerts") if isinstance(data, dict) and isinstance(data.get("alerts"), dict) else {}
+    alerts = {key: entry for key, entry in raw.items() if _valid(entry)}
     return {"version": STATE_VERSION, "alerts": alerts}
+
+
+def _valid(entry: Any) -> bool:
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in _ENTRY_KEYS):
+        return False
+    for key in ("opened_at", "sent_at"):
+        value = entry.get(key)
+        if value is not None:
+            try:
+                datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+            except ValueError:
+                return False
+    return True
 
 
 def write_state(ds: Datastore, state: dict[str, Any]) -> None:

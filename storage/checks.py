@@ -182,11 +182,15 @@ def record_count(run: dict[str, Any]) -> int | None:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+DROP_SCAN_LINES = 20_000  # index lines (all sources of the module) a drop check looks back through at most
+
+
 def _drop(config: Config, node: Node) -> Finding | None:
     wanted = node.checks.drop_runs + 1
     # Backfilled partitions are another series (one whole day each): only the incremental runs are compared.
+    # bounded: a node that rarely succeeds must not make every check read the whole history
     runs = read_runs(config.datastore, modules=[node.module], source=node.name, status="success",
-                     limit=wanted * _PARTITION_SLACK)
+                     limit=wanted * _PARTITION_SLACK, max_lines=DROP_SCAN_LINES)
     counts = [c for c in (record_count(r) for r in runs if not r.get("partition")) if c is not None][:wanted]
     if len(counts) < MIN_DROP_HISTORY + 1:
         return None

@@ -58,9 +58,7 @@ def run_log_lines(*, config: Config, run_id: str | None = None, source: str | No
         raise UsageError(f"no log for {what}: logs are written from this version on, in "
                          "orchestration/compute_logs/ of the module")
     if not follow:
-        with open(path, encoding="utf-8") as fh:
-            lines = [line.rstrip("\n") for line in fh]
-        return iter(lines)
+        return _lines_of(path)
     record = ds.runs_dir(path.parent.parent.parent.name) / f"{path.stem}.json"
     writer = _writer_of(path)
 
@@ -69,6 +67,13 @@ def run_log_lines(*, config: Config, run_id: str | None = None, source: str | No
         return record.exists() or (writer is not None and not pid_alive(writer))
 
     return follow_file(path, done=done)
+
+
+def _lines_of(path) -> Iterator[str]:
+    """One line at a time: a log of gigabytes costs no memory, and `| head` stops early."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            yield line.rstrip("\n")
 
 
 def _writer_of(path) -> int | None:

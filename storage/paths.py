@@ -72,7 +72,7 @@ class Datastore:
         base = self.root / "core" / "modules"
         if not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if p.is_dir())
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and NAME_RE.match(p.name))  # not .trash etc.
 
     def relative(self, path: Path) -> str:
         try:

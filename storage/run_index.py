@@ -128,7 +128,10 @@ def parse_since(text: str | None, now: datetime) -> str | None:
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
     value = text.strip()
     if value[:-1].isdigit() and value[-1:] in units:
-        moment = now - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+        try:
+            moment = now - timedelta(seconds=int(value[:-1]) * units[value[-1]])
+        except OverflowError:
+            raise UsageError(f"--since {text!r} reaches before the year 1: use a shorter window") from None
     else:
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -142,8 +145,13 @@ def parse_since(text: str | None, now: datetime) -> str | None:
 
 
 def read_runs(ds: Datastore, *, modules: list[str] | None = None, source: str | None = None,
-              status: str | None = None, since: str | None = None, limit: int | None = 50) -> list[dict[str, Any]]:
-    """Runs newest first, filtered; reads each module's index from its end and stops at `limit` or `since`."""
+              status: str | None = None, since: str | None = None, limit: int | None = 50,
+              max_lines: int | None = None) -> list[dict[str, Any]]:
+    """Runs newest first, filtered; reads each module's index from its end and stops at `limit` or `since`.
+
+    `max_lines` bounds how far back a filtered search looks (per module), for callers that must stay
+    cheap however rare the matches are.
+    """
     import json
 
     found: list[dict[str, Any]] = []
@@ -154,7 +162,9 @@ def read_runs(ds: Datastore, *, modules: list[str] | None = None, source: str | 
         # as the web UI never write); the next run's record builds the index
         lines = _lines_backwards(path) if path.exists() else reversed(_record_lines(ds, module))
         taken = 0
-        for line in lines:
+        for scanned, line in enumerate(lines, 1):
+            if max_lines is not None and scanned > max_lines:
+                break
             try:
                 run = json.loads(line)
             except ValueError:

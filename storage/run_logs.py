@@ -12,6 +12,7 @@ stamped with the UTC time and level, and is flushed line by line so that
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from typing import IO
 
 from storage.paths import Datastore
 
+_RUN_LOG = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-(.+)-[0-9a-f]{6}\.log$")
 _current: ContextVar[IO[str] | None] = ContextVar("abi_run_log", default=None)
 _installed = False
 
@@ -93,7 +95,9 @@ def find_log(ds: Datastore, *, run_id: str | None = None, source: str | None = N
             if path.is_file():
                 return path
             continue
-        names = sorted(p.name for p in folder.glob(f"*Z-{source}-*.log"))
+        # the glob alone would also match a source named "<source>-eu": check the name's source part
+        names = sorted(p.name for p in folder.glob(f"*Z-{source}-*.log") if _RUN_LOG.match(p.name)
+                       and _RUN_LOG.match(p.name).group(1) == source)
         if names:
             return folder / names[-1]
     return None

@@ -504,13 +504,17 @@ def test_module_selection_leaves_the_alerts_of_other_modules_alone(tmp_path: Pat
     assert "other (source, module ops): stale: no longer in the configuration" in receiver.texts()[-1]
 
 
-def test_an_overlapping_check_sends_nothing(tmp_path: Path, clock: Clock, receiver: Receiver) -> None:
+def test_an_overlapping_check_sends_nothing(tmp_path: Path, clock: Clock, receiver: Receiver,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import collectors.alerts
+
+    monkeypatch.setattr(collectors.alerts, "LOCK_WAIT_S", 0.5)  # it waits this long for the other check
     path = write_config(tmp_path, alerts=True)
     cfg = load_config(path)
     with state_lock(cfg.datastore):
         result = check(path, clock)
     assert result.exit_code == 1 and receiver.bodies == []
-    assert result.stderr == "warning: alerts: another abi check is sending alerts right now; this run sent none\n"
+    assert result.stderr.startswith("warning: alerts: another abi check has been sending alerts for over a minute")
     assert not state_path(cfg.datastore).exists()
     check(path, clock)
     assert len(receiver.bodies) == 1
@@ -549,3 +553,30 @@ def _assert_no_secret(tmp_path: Path, *results: Result) -> None:
     for file in files:
         data = file.read_bytes()
         assert b"fake-secret" not in data and b"T0SECRET" not in data, file
+
+
+@pytest.mark.parametrize("content", ['[1, 2]', '{"alerts": {"news/stale": null}}',
+                                     '{"alerts": {"gone/stale": {"sent_at": "2026-01-01T00:00:00Z"}}}',
+                                     '{"alerts": {"x/stale": {"sent_at": "yesterday", "node": "news", '
+                                     '"module": "abi", "rule": "stale", "opened_at": "2026-01-01T00:00:00Z"}}}',
+                                     '{bad'])
+def test_a_damaged_alert_state_never_silences_the_check(tmp_path: Path, clock: Clock, receiver: Receiver,
+                                                         content: str) -> None:
+    path = write_config(tmp_path, alerts=True)
+    cfg = load_config(path)
+    state_path(cfg.datastore).parent.mkdir(parents=True, exist_ok=True)
+    state_path(cfg.datastore).write_text(content)
+    result = check(path, clock)
+    assert result.exit_code == 1
+    assert "news" in result.stdout and "stale" in result.stdout  # the finding is printed
+    assert len(receiver.bodies) == 1  # and its alert sent (the damaged entry is forgotten)
+
+
+def test_a_malformed_webhook_url_is_a_config_error(tmp_path: Path, clock: Clock,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config(tmp_path, alerts=True)
+    for url in ("http://[::1/x", "http://host:99999/x"):
+        monkeypatch.setenv(HOOK_VAR, url)
+        result = run_cli("check", "--config", str(path), "--now", clock().isoformat())
+        assert result.exit_code == 2 and "must hold an http(s) URL" in result.stderr
+        assert url not in result.stderr and url not in result.stdout

@@ -221,3 +221,21 @@ def test_logs_follow_stops_when_the_run_was_killed(env: Env) -> None:
     follower = subprocess.run([sys.executable, "-m", "cli.main", "logs", "--source", "news", "--follow",
                                "--config", cfg], capture_output=True, text=True, timeout=30, cwd=REPO)
     assert follower.returncode == 0 and "started" in follower.stdout
+
+
+def test_readers_cope_with_what_people_leave_in_a_datastore(env: Env, tmp_path: Path) -> None:
+    result, record = env.collect_json()
+    (env.datastore / "core" / "modules" / ".trash").mkdir()  # a stray folder
+    assert [r["run_id"] for r in _json(env, "runs")] == [record["run_id"]]
+    logs = env.module_dir / "orchestration" / "compute_logs"
+    (logs / "20991231T235959.999Z-news-eu-abcdef.log").write_text("another source's log\n")  # a later name
+    assert "another source" not in env.abi("logs", "--source", "news").stdout
+    too_far = env.abi("runs", "--since", "99999999999d")
+    assert too_far.exit_code == 2 and "shorter window" in too_far.stderr
+    sneaky = env.datastore.parent / "nope" / ".." / env.datastore.name / "site"
+    link = tmp_path / "dslink"
+    link.symlink_to(env.datastore)
+    for target in (sneaky, link / "site"):
+        built = env.abi("ui", "--build", str(target))
+        assert built.exit_code == 2 and "never writes into the datastore" in built.stderr
+    assert not (env.datastore / "site").exists()
