@@ -145,7 +145,7 @@ def _build(config: Config, agg: AggregateConfig, run: Run, *, full: bool, format
             run.count("new", records - state.get("records", 0))
             run.count("updated", counter["updated"])
         else:
-            records, sha = write_sorted(target=target, lines=(_line(agg, folded[kb]) for kb in sorted(folded)))
+            records, sha = write_sorted(target=target, lines=(_line(folded[kb]) for kb in sorted(folded)))
             run.count("new", records)
         run.files += [ds.relative(target), ds.relative(sidecar_path(target))]
         write_json(sidecar_path(target), {
@@ -211,7 +211,7 @@ def combine(mode: str, acc: Any, value: Any) -> Any:
     return [merged[k] for k in sorted(merged)]
 
 
-def _line(agg: AggregateConfig, values: dict[str, Any]) -> bytes:
+def _line(values: dict[str, Any]) -> bytes:
     import orjson
 
     return orjson.dumps(values)
@@ -223,13 +223,13 @@ def _merger(agg: AggregateConfig, new: dict[str, Any], counter: dict[str, int]) 
 
     def make(old_line: bytes | None) -> bytes:
         if old_line is None:
-            return _line(agg, new)
+            return _line(new)
         old = orjson.loads(old_line)
         merged = {agg.key_name: old.get(agg.key_name)}
         for name, mode in agg.combine:
             start = old.get(name, [] if mode == "list" else None)
             merged[name] = combine(mode, start, new[name])
-        line = _line(agg, merged)
+        line = _line(merged)
         if line != old_line:
             counter["updated"] += 1
         return line

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +31,7 @@ from storage.config import Config
 from storage.errors import AbiError
 from storage.paths import Datastore
 from storage.records import sidecar_path
-
-_RUN_FILE = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z-(.+)-[0-9a-f]{6})\.json$")
-_RUN_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-.+-[0-9a-f]{6}$")
+from storage.runs import RUN_ID_RE
 
 
 class InputError(AbiError):
@@ -133,9 +130,10 @@ def run_ids(ds: Datastore, module: str, source: str, *, after: str = "") -> list
     found = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            match = _RUN_FILE.match(entry.name)
-            if match and match.group(2) == source and match.group(1) > after:
-                found.append(match.group(1))
+            run_id = entry.name.removesuffix(".json")
+            match = RUN_ID_RE.match(run_id) if entry.name.endswith(".json") else None
+            if match and match["source"] == source and run_id > after:
+                found.append(run_id)
     return sorted(found)
 
 
@@ -157,7 +155,7 @@ def _scan_runs(info: InputInfo, since: dict[str, Any] | None) -> InputScan:
     if info.folder.is_dir():
         with os.scandir(info.folder) as entries:
             names = sorted(e.name[:-6] for e in entries
-                           if e.name.endswith(".jsonl") and _RUN_ID.match(e.name[:-6]) and e.name[:-6] > after)
+                           if e.name.endswith(".jsonl") and RUN_ID_RE.match(e.name[:-6]) and e.name[:-6] > after)
     out.chunks = [Chunk(info.name, stem, info.folder / f"{stem}.jsonl", one_record=False) for stem in names]
     partitions = _partitions_digest(info.folder)
     out.mark = {"run_id": (names[-1] if names else after) or None, "partitions": partitions}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,11 +27,10 @@ from storage.errors import AbiError
 from storage.jobs import run_job
 from storage.keyindex import NEW, REPEATED, UNCHANGED, KeyIndex
 from storage.pipeline_config import BridgeConfig, store_url_for
-from storage.runs import Run
+from storage.runs import RUN_ID_RE, Run
 from storage.state import load_state, save_state
 
 Progress = Callable[[str, dict[str, Any]], None]
-_RUN_ID = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-(.+)-[0-9a-f]{6}$")
 
 log = logging.getLogger("abi.bridges.rdf")
 
@@ -241,7 +239,7 @@ def _triples(config: Config, b: BridgeConfig, run: Run, store: Any, items: list[
 
 def _run_id_of(record: Any, chunk: Chunk) -> str:
     value = record.get("run_id") if isinstance(record, dict) else None
-    return value if isinstance(value, str) and _RUN_ID.match(value) else chunk.position
+    return value if isinstance(value, str) and RUN_ID_RE.match(value) else chunk.position
 
 
 class _RunLookup:
@@ -254,10 +252,10 @@ class _RunLookup:
     def get(self, run_id: str) -> RunInfo | None:
         if run_id in self.cache:
             return self.cache[run_id]
-        match = _RUN_ID.match(run_id or "")
+        match = RUN_ID_RE.match(run_id or "")
         info = None
         if match:
-            source = match.group(1)
+            source = match["source"]
             try:
                 module = self.config.module_of(source)
             except KeyError:

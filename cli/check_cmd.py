@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.main import ConfigOpt, JsonOpt, _guard, app
+from cli.main import ConfigOpt, JsonOpt, _guard, app, parse_now
 
 if TYPE_CHECKING:
-    from datetime import datetime
 
     from collectors.alerts import CheckReport
 
@@ -41,22 +40,10 @@ def check_cmd(
     from storage.config import load_config
 
     cfg = _guard(lambda: load_config(config))
-    when = _guard(lambda: _parse_now(now)) if now is not None else None
+    when = _guard(lambda: parse_now(now)) if now is not None else None
     report = _guard(lambda: check_and_alert(config=cfg, module=module, now=when))
     render(report, as_json=json_out)
     raise typer.Exit(report.exit_code)
-
-
-def _parse_now(text: str) -> datetime:
-    from datetime import UTC, datetime
-
-    from storage.errors import UsageError
-
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--now {text!r}: use an ISO date and time like 2026-03-02T09:00:00Z") from None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def render(report: CheckReport, *, as_json: bool) -> None:

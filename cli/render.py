@@ -223,6 +223,19 @@ def plain_table(headers: list[str], rows: list[tuple[list[str], str | None]], *,
         stream.write((f"\033[{code}m{text}\033[0m" if colour and code else text) + "\n")
 
 
+def status_notes(row: dict[str, Any]) -> list[tuple[bool, str]]:
+    """What the NOTE of a status row says, in order, each as (is a mark like STALE, text): the CLI and
+    the web UI show the same notes."""
+    notes = [(True, mark) for mark, on in (("STALE", row.get("stale")), ("OVERDUE", row.get("overdue"))) if on]
+    if row.get("behind"):
+        notes.append((False, "behind " + ", ".join(row["behind"])))
+    if row["last_status"] in ("failed", "partial", "skipped") and row.get("last_reason"):
+        notes.append((False, row["last_reason"]))
+    if row.get("sensor_skip_reason"):
+        notes.append((False, "sensor: " + row["sensor_skip_reason"]))
+    return notes
+
+
 def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     if as_json:
         print_json(rows)
@@ -231,15 +244,7 @@ def status(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     for row in rows:
         when = row["last_run_at"]
         when = datetime.fromisoformat(when.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%SZ") if when else "-"
-        note = "STALE" if row["stale"] else ""
-        if row.get("overdue"):
-            note = (note + " OVERDUE").strip()
-        if row.get("behind"):
-            note = (note + " behind " + ", ".join(row["behind"])).strip()
-        if row["last_status"] in ("failed", "partial", "skipped") and row["last_reason"]:
-            note = (note + " " + row["last_reason"]).strip()
-        if row.get("sensor_skip_reason"):
-            note = (note + " sensor: " + row["sensor_skip_reason"]).strip()
+        note = " ".join(text for _, text in status_notes(row))
         nxt = row.get("next_due") or "-"
         nxt = nxt if nxt in ("now", "-") else nxt[11:16] + "Z"
         table.append(([row["source"], row["module"], row["kind"], when, row["last_status"],

@@ -20,17 +20,16 @@ import hashlib
 import html
 import json
 import os
-import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from cli.render import human_age
+from cli.render import human_age, status_notes
 from storage.config import Config
+from storage.runs import RUN_ID_RE
 
-RUN_ID_RE = re.compile(r"^\d{8}T\d{6}(?:\.\d{3})?Z-(?P<source>[A-Za-z0-9][A-Za-z0-9_-]{0,63})-[0-9a-f]{6}$")
 STATUSES = ("success", "partial", "failed", "skipped")
 RUNS_LIMIT = 200  # rows on the served runs page unless ?limit= asks for more
 RUNS_LIMIT_MAX = 5000
@@ -224,18 +223,8 @@ def _health(row: dict[str, Any]) -> int:
 
 
 def _note(row: dict[str, Any]) -> str:
-    notes = []
-    if row.get("stale"):
-        notes.append('<span class="badge s-stale">STALE</span>')
-    if row.get("overdue"):
-        notes.append('<span class="badge s-stale">OVERDUE</span>')
-    if row.get("behind"):
-        notes.append(f"behind {esc(', '.join(row['behind']))}")
-    if row["last_status"] in ("failed", "partial", "skipped") and row.get("last_reason"):
-        notes.append(esc(row["last_reason"]))
-    if row.get("sensor_skip_reason"):
-        notes.append(f"sensor: {esc(row['sensor_skip_reason'])}")
-    return " ".join(notes)
+    return " ".join(f'<span class="badge s-stale">{esc(text)}</span>' if mark else esc(text)
+                    for mark, text in status_notes(row))
 
 
 def overview(config: Config, *, root: str = "", static: bool = False, **_: Any) -> str:

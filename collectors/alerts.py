@@ -26,6 +26,7 @@ from storage.alert_state import Message, mark_failed, mark_sent, plan, read_stat
 from storage.checks import Finding, Node, run_checks, select_nodes
 from storage.checks_config import AlertsConfig
 from storage.config import Config
+from storage.config_checks import is_http_url
 from storage.errors import AbiError, ConfigError, SourceBusy
 from storage.redact import redact_text
 from storage.runs import utcnow
@@ -80,12 +81,7 @@ def webhook_url(alerts: AlertsConfig, environ: Mapping[str, str] | None = None) 
     if not url:
         raise ConfigError(f"[alerts] webhook_env: the environment variable {alerts.webhook_env} is not set; "
                           f"export it with the webhook's URL (e.g. https://hooks.slack.com/services/...)")
-    try:
-        parts = urlsplit(url)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
-    except ValueError:
-        ok = False
-    if not ok:
+    if not is_http_url(url):
         raise ConfigError(f"[alerts] webhook_env: the environment variable {alerts.webhook_env} must hold an "
                           f"http(s) URL (its value is not shown: it is a secret)")
     return url

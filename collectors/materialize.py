@@ -52,9 +52,7 @@ def select_nodes(graph: Lineage, select: str | None) -> list[str]:
 def materialize(*, config: Config, select: str | None = None, full: bool = False, command: list[str] | None = None,
                 progress: Progress | None = None) -> list[dict[str, Any]]:
     """Run the selected nodes in order; one run record each (skipped ones included)."""
-    from bridges.aggregate import aggregate
-    from bridges.rdf import bridge
-    from collectors.scheduler import run_source
+    from collectors.scheduler import run_node
 
     graph = build_lineage(config)
     names = select_nodes(graph, select)
@@ -65,12 +63,8 @@ def materialize(*, config: Config, select: str | None = None, full: bool = False
         broken = sorted(graph.upstream(name) & failed - {name})
         if broken:
             record = _skipped(config, name, command, f"upstream {', '.join(broken)} failed in this run")
-        elif name in config.sources:
-            record = run_source(config, config.sources[name], command)
-        elif name in config.aggregates:
-            record = aggregate(config=config, name=name, full=full, command=command)
         else:
-            record = bridge(config=config, name=name, full=full, command=command)
+            record = run_node(config, name, command, full=full)
         if record["status"] == "failed" or broken:
             failed.add(name)
         records.append(record)

@@ -59,6 +59,19 @@ def run_source(config: Config, src: SourceConfig, command: list[str]) -> dict[st
     return job(config=config, source=src.name, command=command)[0]
 
 
+def run_node(config: Config, name: str, command: list[str], *, full: bool = False) -> dict[str, Any]:
+    """Run one node of the graph (a source, an aggregate or a bridge) by its kind; returns its run record."""
+    if name in config.sources:
+        return run_source(config, config.sources[name], command)
+    if name in config.aggregates:
+        from bridges.aggregate import aggregate
+
+        return aggregate(config=config, name=name, full=full, command=command)
+    from bridges.rdf import bridge
+
+    return bridge(config=config, name=name, full=full, command=command)
+
+
 def tick(*, config: Config, now: datetime | None = None, module: str | None = None, source: str | None = None,
          command: list[str] | None = None, max_lanes: int = 8,
          stop: threading.Event | None = None) -> list[dict[str, Any]]:
@@ -144,11 +157,7 @@ def _downstream(config: Config, *, module: str | None, command: list[str],
         else:
             row.update(due=True, reason=f"new data in {', '.join(behind)}")
             try:
-                if kind == "aggregate":
-                    from bridges.aggregate import aggregate as job
-                else:
-                    from bridges.rdf import bridge as job
-                record = job(config=config, name=name, command=command)
+                record = run_node(config, name, command)
             except Exception as exc:
                 prefix = "" if isinstance(exc, AbiError) else f"unexpected {type(exc).__name__}: "
                 row.update(action="error", reason=prefix + " ".join(str(exc).split()))

@@ -10,8 +10,8 @@ import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+from storage.config_checks import is_http_url
 from storage.errors import ConfigError
 from storage.redact import redact_url
 
@@ -100,12 +100,7 @@ class ApiConfig:
 
 def parse_api(table: dict[str, Any], where: str) -> ApiConfig:
     url = table["url"].strip()
-    try:
-        parts = urlsplit(url)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
-    except ValueError:
-        ok = False
-    if not ok:
+    if not is_http_url(url):
         raise ConfigError(f"{where} key 'url' must be an http(s) URL (got {redact_url(url)!r})")
     method = table.get("method", "GET").upper()
     if method not in ("GET", "POST"):

@@ -14,11 +14,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from storage.api_config import API_KEYS, ApiConfig, parse_api
 from storage.checks_config import AlertsConfig, ChecksConfig, parse_alerts, parse_checks
-from storage.config_checks import check_keys
+from storage.config_checks import check_keys, is_http_url
 from storage.db_config import DB_KEYS, DbConfig, parse_db
 from storage.errors import ConfigError
 from storage.files_config import FILES_KEYS, FilesConfig, parse_files
@@ -351,12 +350,7 @@ def _parse_feeds(feeds: list[Any], where: str) -> tuple[FeedConfig, ...]:
             raise ConfigError(f"{at} must be a table like {{ url = \"https://...\", query = \"AI\" }}")
         check_keys(feed, _FEED_KEYS, at)
         url = feed["url"].strip()
-        try:
-            parts = urlsplit(url)
-            ok = parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
-        except ValueError:
-            ok = False
-        if not ok or any(c.isspace() for c in url):
+        if not is_http_url(url) or any(c.isspace() for c in url):
             raise ConfigError(f"{at} key 'url' must be an http(s) URL (got {redact_url(url)!r})")
         config = FeedConfig(url=url, query=feed.get("query"), name=feed.get("name"))
         if config.identity in seen:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from storage.errors import ConfigError
 
@@ -17,6 +18,15 @@ def check_keys(table: dict[str, Any], schema: dict[str, tuple[tuple[type, ...], 
     for key, (_, required) in schema.items():
         if required and key not in table:
             raise ConfigError(f"{where} missing required key {key!r}")
+
+
+def is_http_url(url: str) -> bool:
+    """An absolute http(s) URL with a host (and a valid port): what every configured URL must be."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and (parts.port or 0) >= 0
+    except ValueError:  # e.g. an unclosed [ipv6 or a port out of range
+        return False
 
 
 def _type_names(types: tuple[type, ...]) -> str:

@@ -13,10 +13,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from storage.checks_config import ChecksConfig, parse_checks
-from storage.config_checks import check_keys
+from storage.config_checks import check_keys, is_http_url
 from storage.errors import ConfigError
 from storage.paths import NAME_RE
 from storage.redact import redact_url
@@ -198,8 +197,7 @@ def parse_bridge(name: str, table: Any, file: Path) -> BridgeConfig:
 def _store_url(value: str, where: str, key: str) -> str | None:
     if value.strip() in ("", "embedded"):
         return None
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(value.strip()):
         raise ConfigError(f"{where} key {key!r} must be \"embedded\" or the http(s) URL of a SPARQL server "
                           f"(got {redact_url(value)!r})")
     return value.strip().rstrip("/")

@@ -12,7 +12,6 @@ stamped with the UTC time and level, and is flushed line by line so that
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +21,8 @@ from pathlib import Path
 from typing import IO
 
 from storage.paths import Datastore
+from storage.runs import RUN_ID_RE
 
-_RUN_LOG = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-(.+)-[0-9a-f]{6}\.log$")
 _current: ContextVar[IO[str] | None] = ContextVar("abi_run_log", default=None)
 _installed = False
 
@@ -96,11 +95,15 @@ def find_log(ds: Datastore, *, run_id: str | None = None, source: str | None = N
                 return path
             continue
         # the glob alone would also match a source named "<source>-eu": check the name's source part
-        names = sorted(p.name for p in folder.glob(f"*Z-{source}-*.log") if _RUN_LOG.match(p.name)
-                       and _RUN_LOG.match(p.name).group(1) == source)
+        names = sorted(p.name for p in folder.glob(f"*Z-{source}-*.log") if _source_of(p.stem) == source)
         if names:
             return folder / names[-1]
     return None
+
+
+def _source_of(run_id: str) -> str | None:
+    match = RUN_ID_RE.match(run_id)
+    return match["source"] if match else None
 
 
 def follow(path: Path, *, done: callable, poll: float = 0.2, idle_timeout: float | None = None) -> Iterator[str]:

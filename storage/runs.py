@@ -9,6 +9,7 @@ the history grows.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import sys
@@ -23,6 +24,9 @@ from storage.paths import Datastore
 from storage.redact import redact_text
 
 STATUSES = ("success", "failed", "skipped", "partial")
+# What Run._new_id makes: the start time (to the millisecond; older ids have none), the source, a nonce.
+# Time first, so ids (and the files named after them) sort by time.
+RUN_ID_RE = re.compile(r"^(?P<stamp>\d{8}T\d{6}(?:\.\d{3})?Z)-(?P<source>[A-Za-z0-9][A-Za-z0-9_-]{0,63})-[0-9a-f]{6}\Z")
 # counts that mean a run changed its dataset (collectors, aggregates, bridges)
 CHANGE_COUNTS = ("new", "updated", "removed", "new_files", "changed_files", "triples_added", "records_removed")
 

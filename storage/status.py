@@ -21,8 +21,8 @@ def _parse(ts: str | None) -> datetime | None:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else None
 
 
-def _next_due(src, summary: dict[str, Any], ds, now: datetime) -> str | None:
-    decision = decide(src, summary, read_sensor_state(ds, src), now)
+def _next_due(src, summary: dict[str, Any], sensor: dict[str, Any], now: datetime) -> str | None:
+    decision = decide(src, summary, sensor, now)
     if decision.due:
         return "now"
     return decision.next_due.strftime("%Y-%m-%dT%H:%M:%SZ") if decision.next_due else None
@@ -35,6 +35,7 @@ def source_status(*, config: Config, module: str | None = None, now: datetime | 
     rows = []
     for src in config.select(module=module):
         summary = read_json(ds.summaries_dir(src.module) / f"{src.name}.json") or {}
+        sensor = read_sensor_state(ds, src)  # read once: the due time and the skip reason both need it
         last = summary.get("last_run") or {}
         success = summary.get("last_success") or {}
         ended = _parse(success.get("ended_at"))
@@ -58,14 +59,14 @@ def source_status(*, config: Config, module: str | None = None, now: datetime | 
             "age_s": age_s,
             "stale": stale,
             "consecutive_failures": summary.get("consecutive_failures", 0),
-            "next_due": _next_due(src, summary, ds, now),
-            "sensor_skip_reason": read_sensor_state(ds, src).get("last_skip_reason") if src.sensor else None,
+            "next_due": _next_due(src, summary, sensor, now),
+            "sensor_skip_reason": sensor.get("last_skip_reason") if src.sensor else None,
         })
     for row in rows:
         row["overdue"] = _overdue(row, now)
     if module is None or any(a.module == module for a in config.aggregates.values()) or \
             any(b.module == module for b in config.bridges.values()):
-        rows += _pipeline_rows(config, module, now, {row["source"]: row for row in rows})
+        rows += _pipeline_rows(config, module, now)
     return rows
 
 
@@ -78,8 +79,7 @@ def _overdue(row: dict[str, Any], now: datetime) -> bool:
     return (now - _parse(due)).total_seconds() > 60
 
 
-def _pipeline_rows(config: Config, module: str | None, now: datetime,
-                   known: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _pipeline_rows(config: Config, module: str | None, now: datetime) -> list[dict[str, Any]]:
     """Aggregates and bridges: stale when an input succeeded after their own last success began."""
     ds = config.datastore
     out: list[dict[str, Any]] = []
